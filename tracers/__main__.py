@@ -1,0 +1,3 @@
+from tracers.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""`bpfwatch <command>`: doctor, list, exporter, or a tracer by name."""
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: bpfwatch <command> [options]
+
+commands:
+  doctor      what this kernel can do, and why not
+  list        every tracer and the hook it would use here
+  exporter    serve tracer maps as Prometheus metrics
+{tracers}
+`bpfwatch <command> --help` shows a command's options and examples.
+"""
+
+
+def main(argv=None) -> int:
+    from tracers.registry import tracer_modules
+    argv = sys.argv[1:] if argv is None else list(argv)
+    modules = tracer_modules()
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        lines = "\n".join(f"  {name:<11} {m.SPEC.summary}" for name, m in modules.items())
+        print(USAGE.format(tracers=lines))
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "doctor":
+        from tracers import doctor
+        return doctor.main(rest)
+    if command == "list":
+        from tracers import listing
+        return listing.main(rest)
+    if command == "exporter":
+        from exporters import daemon
+        return daemon.main(rest)
+    if command in ("-V", "--version"):
+        from tracers import __version__
+        print(f"bpfwatch {__version__}")
+        return 0
+    if command not in modules:
+        known = ", ".join(["doctor", "list", "exporter", *modules])
+        print(f"bpfwatch: unknown command {command!r} (known: {known})", file=sys.stderr)
+        return 2
+    return modules[command].main(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Compile, load, attach, and always detach: the tracer lifecycle."""
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import os
+import re
+import signal
+import time
+from typing import Callable
+
+from tracers.runtime import planner
+from tracers.runtime.capture import quiet_stderr
+from tracers.runtime.errors import BpfwatchError, LoadError, Stop
+from tracers.spec import Hook, TracerSpec
+
+DEFINE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def cflags_for(defines: dict[str, int]) -> list[str]:
+    """-D flags from validated integers: nothing textual reaches the C code."""
+    flags = []
+    for name, value in sorted(defines.items()):
+        if not DEFINE_NAME.match(name):
+            raise ValueError(f"bad define name {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"define {name} must be an integer, got {value!r}")
+        flags.append(f"-D{name}={value}")
+    return flags
+
+
+def c_source(spec: TracerSpec) -> str:
+    """The shared header, then the tracer's file.
+
+    BCC rewrites map calls (table.lookup(...)) only in the main file, so the
+    header is prepended rather than #included; its guard makes the
+    tracer's own #include "bpfwatch.h" a no-op.
+    """
+    files = importlib.resources.files("bpf_c")
+    return (files.joinpath("bpfwatch.h").read_text()
+            + f'#line 1 "{spec.c_file}"\n' + files.joinpath(spec.c_file).read_text())
+
+
+def c_include_dir() -> str:
+    # bpf_c ships as a plain package directory (editable or installed).
+    return str(importlib.resources.files("bpf_c"))
+
+
+def render_source(spec: TracerSpec, defines: dict[str, int]) -> str:
+    """What --ebpf prints: the defines as #define lines, then the C file."""
+    head = [f"#define {k} {v}" for k, v in sorted(defines.items())]
+    return "\n".join(["// bpfwatch " + spec.name, *head, "", c_source(spec)])
+
+
+class Session:
+    """A loaded and attached tracer; a context manager that always detaches.
+
+    attachers: callables for hooks the runtime does not attach itself
+    (tc, socket_filter, xdp, perf_event): f(session, hook) -> None. They
+    register their own cleanup with session.on_close().
+    """
+
+    def __init__(self, spec: TracerSpec, defines: dict[str, int] | None = None,
+                 probe=None, force: str | None = None, offsets_from: str = "auto",
+                 attachers: dict[str, Callable] | None = None, pid: int = -1):
+        from tracers.runtime import get_probe
+        self.spec = spec
+        self.probe = probe or get_probe()
+        self.plan = planner.require(spec, self.probe, force, offsets_from)
+        self.alternative = self.plan.alternative
+        self.defines = dict(defines or {})
+        self.defines.update(self.plan.offsets)
+        if self.alternative.define:
+            self.defines[self.alternative.define] = 1
+        self.attachers = attachers or {}
+        self.pid = pid
+        self.bpf = None
+        self.compile_seconds = 0.0
+        self._cleanups: list[Callable[[], None]] = []
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        self._cleanups.append(fn)
+
+    def __enter__(self) -> "Session":
+        try:
+            self._compile()
+            for hook in self.alternative.hooks:
+                self._attach(hook)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _compile(self) -> None:
+        from bcc import BPF
+        flags = cflags_for(self.defines) + [f"-I{c_include_dir()}"]
+        started = time.monotonic()
+        with quiet_stderr() as log:
+            try:
+                self.bpf = BPF(text=c_source(self.spec), cflags=flags)
+            except Exception as exc:
+                raise LoadError(f"{self.spec.name}: BPF program failed to compile/load: "
+                                f"{log.first_error() or exc}", log.text) from None
+        self.compile_seconds = time.monotonic() - started
+
+    def _attach(self, hook: Hook) -> None:
+        if hook.kind in self.attachers:
+            self.attachers[hook.kind](self, hook)
+            return
+        target = planner.resolve_target(hook)
+        b = self.bpf
+        calls = {
+            "tracepoint": lambda: b.attach_tracepoint(tp=target, fn_name=hook.fn),
+            "raw_tracepoint": lambda: b.attach_raw_tracepoint(tp=target, fn_name=hook.fn),
+            "kprobe": lambda: b.attach_kprobe(event=target, fn_name=hook.fn),
+            # never maxactive: that path goes through tracefs and leaks on SIGKILL
+            "kretprobe": lambda: b.attach_kretprobe(event=target, fn_name=hook.fn),
+            "uprobe": lambda: b.attach_uprobe(name=target.rsplit(":", 1)[0],
+                                              sym=target.rsplit(":", 1)[1], fn_name=hook.fn, pid=self.pid),
+            "uretprobe": lambda: b.attach_uretprobe(name=target.rsplit(":", 1)[0],
+                                                    sym=target.rsplit(":", 1)[1], fn_name=hook.fn, pid=self.pid),
+            # BCC attaches KFUNC_PROBE/KRETFUNC_PROBE programs when it loads them
+            "fentry": lambda: None, "fexit": lambda: None,
+        }
+        if hook.kind not in calls:
+            raise LoadError(f"{self.spec.name}: no attacher for {hook.kind} hooks")
+        with quiet_stderr() as log:
+            try:
+                calls[hook.kind]()
+            except Exception as exc:
+                if hook.optional:
+                    return
+                raise LoadError(f"{self.spec.name}: cannot attach {hook.kind} {target}: "
+                                f"{log.first_error() or exc}", log.text) from None
+
+    def close(self) -> None:
+        """Run cleanups (newest first), then detach and unload everything.
+
+        SIGINT/SIGTERM wait until this is done, so a second Ctrl-C cannot
+        leave a tc filter or probe behind."""
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _close(self) -> None:
+        while self._cleanups:
+            fn = self._cleanups.pop()
+            with contextlib.suppress(Exception):
+                fn()
+        if self.bpf is not None:
+            with quiet_stderr(), contextlib.suppress(Exception):
+                self.bpf.cleanup()
+            self.bpf = None
+
+    # -- reading ---------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """Kernel-side self-telemetry from the shared bpfwatch_stats array."""
+        from tracers.runtime.stats import read_stats
+        return read_stats(self.bpf)
+
+    def poll_events(self, map_name: str, callback: Callable, until: float | None) -> None:
+        """Stream a ring buffer into callback(data_ptr) until `until` (monotonic)."""
+        failures = []
+        table = self.bpf[map_name]
+
+        def on_event(_ctx, data, _size):
+            if failures:  # one bad event stops the stream instead of flooding stderr
+                return -1
+            try:
+                callback(table.event(data))
+            except Exception as exc:
+                failures.append(exc)
+                return -1
+            return 0
+        table.open_ring_buffer(on_event)
+        try:
+            while not failures and (until is None or time.monotonic() < until):
+                timeout = 100 if until is None else max(1, min(100, int((until - time.monotonic()) * 1000)))
+                self.bpf.ring_buffer_poll(timeout)
+        finally:  # deliver what is already in the buffer, even on Ctrl-C
+            if not failures:
+                self.bpf.ring_buffer_consume()
+        if failures:
+            raise failures[0]
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turn SIGINT and SIGTERM into Stop so every `with` block unwinds."""
+    def handler(signum, _frame):
+        raise Stop(signum)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise BpfwatchError("bpfwatch needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs")
