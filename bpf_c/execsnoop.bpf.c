@@ -1,0 +1,157 @@
+// execsnoop: one event per exec, with its result.
+// Enter records filename and argv per thread; exit adds the result and the
+// new comm, then streams the event through the ring buffer.
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+#include "bpfwatch.h"
+
+#ifndef MAX_ARGS
+#define MAX_ARGS 20
+#endif
+#define ARG_LEN 128
+#define FILENAME_LEN 256
+
+// Offsets into task_struct: from kernel BTF (-D) unless headers match.
+#ifndef OFF_TASK_REAL_PARENT
+#define OFF_TASK_REAL_PARENT offsetof(struct task_struct, real_parent)
+#endif
+#ifndef OFF_TASK_TGID
+#define OFF_TASK_TGID offsetof(struct task_struct, tgid)
+#endif
+
+struct exec_event {
+    u64 ts;
+    u32 pid;
+    u32 ppid;
+    u32 uid;
+    s32 retval;
+    u32 argc;
+    u32 args_truncated;
+    char comm[16];
+    char filename[FILENAME_LEN];
+    char argv[MAX_ARGS * ARG_LEN];  // flat: BCC's Python side can't map 2-D arrays
+};
+
+BPF_PERCPU_ARRAY(scratch, struct exec_event, 1);
+BPF_HASH(pending, u32, struct exec_event, 1024);
+BPF_RINGBUF_OUTPUT(events, 256);  // pages: 1 MiB
+
+static __always_inline int record_enter(const char *filename, const char *const *argv)
+{
+    u32 zero = 0;
+    struct exec_event *e = scratch.lookup(&zero);
+    if (!e)
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+#ifdef FILTER_PID
+    if ((pid_tgid >> 32) != FILTER_PID)
+        return 0;
+#endif
+    e->ts = bpf_ktime_get_ns();
+    e->uid = (u32)bpf_get_current_uid_gid();
+    e->argc = 0;
+    e->args_truncated = 0;
+    bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+#pragma unroll
+    for (int i = 0; i < MAX_ARGS; i++) {
+        const char *arg = NULL;
+        bpf_probe_read_user(&arg, sizeof(arg), &argv[i]);
+        if (!arg)
+            goto done;
+        bpf_probe_read_user_str(&e->argv[i * ARG_LEN], ARG_LEN, arg);
+        e->argc = i + 1;
+    }
+    {
+        const char *more = NULL;
+        bpf_probe_read_user(&more, sizeof(more), &argv[MAX_ARGS]);
+        e->args_truncated = more != NULL;
+    }
+done:
+    if (pending.update(&tid, e))
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    return 0;
+}
+
+static __always_inline int emit_exit(long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct exec_event *e = pending.lookup(&tid);
+    if (!e)
+        return 0;
+    if (bpfwatch_filtered_out()) {
+        pending.delete(&tid);
+        return 0;
+    }
+#ifdef FAILED_ONLY
+    if (ret >= 0) {
+        pending.delete(&tid);
+        return 0;
+    }
+#endif
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct task_struct *parent = NULL;
+    bpf_probe_read_kernel(&parent, sizeof(parent), (char *)task + OFF_TASK_REAL_PARENT);
+    bpf_probe_read_kernel(&e->ppid, sizeof(e->ppid), (char *)parent + OFF_TASK_TGID);
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    e->retval = ret;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    if (events.ringbuf_output(e, sizeof(*e), 0))
+        bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);
+    pending.delete(&tid);
+    return 0;
+}
+
+// A non-leader thread that execs takes over the leader's pid: move its entry.
+int on_exec(struct tracepoint__sched__sched_process_exec *args)
+{
+    u32 old = args->old_pid, now = args->pid;
+    if (old == now)
+        return 0;
+    struct exec_event *e = pending.lookup(&old);
+    if (e) {
+        pending.update(&now, e);
+        pending.delete(&old);
+    }
+    return 0;
+}
+
+#ifdef HOOK_TRACEPOINT
+int on_execve_enter(struct tracepoint__syscalls__sys_enter_execve *args)
+{
+    return record_enter(args->filename, args->argv);
+}
+
+int on_execveat_enter(struct tracepoint__syscalls__sys_enter_execveat *args)
+{
+    return record_enter(args->filename, args->argv);
+}
+
+int on_execve_exit(struct tracepoint__syscalls__sys_exit_execve *args)
+{
+    return emit_exit(args->ret);
+}
+
+int on_execveat_exit(struct tracepoint__syscalls__sys_exit_execveat *args)
+{
+    return emit_exit(args->ret);
+}
+#endif
+
+#ifdef HOOK_KPROBE
+// x86-64 syscall wrappers take the user registers as their one argument.
+int on_execve_enter(struct pt_regs *ctx)
+{
+    struct pt_regs *regs = (struct pt_regs *)PT_REGS_PARM1(ctx);
+    const char *filename = NULL;
+    const char *const *argv = NULL;
+    bpf_probe_read_kernel(&filename, sizeof(filename), &PT_REGS_PARM1(regs));
+    bpf_probe_read_kernel(&argv, sizeof(argv), &PT_REGS_PARM2(regs));
+    return record_enter(filename, argv);
+}
+
+int on_execve_exit(struct pt_regs *ctx)
+{
+    return emit_exit(PT_REGS_RC(ctx));
+}
+#endif

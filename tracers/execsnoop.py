@@ -1,0 +1,114 @@
+"""execsnoop: trace every exec() with its arguments and result."""
+from __future__ import annotations
+
+import sys
+import time
+
+from tracers import common, decoders
+from tracers.spec import Alternative, Hook, TracerSpec
+
+MAX_ARGS = 20  # argv entries kept per exec; keep in step with the C default
+ARG_LEN = 128  # bytes kept per argument, NUL included (C: ARG_LEN)
+TASK_FIELDS = {"OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
+               "OFF_TASK_TGID": ("task_struct", "tgid")}
+
+SPEC = TracerSpec(
+    name="execsnoop",
+    summary="trace new processes: every exec with pid, ppid, uid, argv and result",
+    c_file="execsnoop.bpf.c",
+    alternatives=(
+        Alternative("tracepoint", (
+            Hook("tracepoint", "syscalls:sys_enter_execve", "on_execve_enter"),
+            Hook("tracepoint", "syscalls:sys_exit_execve", "on_execve_exit"),
+            Hook("tracepoint", "syscalls:sys_enter_execveat", "on_execveat_enter", optional=True),
+            Hook("tracepoint", "syscalls:sys_exit_execveat", "on_execveat_exit", optional=True),
+            Hook("tracepoint", "sched:sched_process_exec", "on_exec", optional=True),
+        ), define="HOOK_TRACEPOINT", btf_fields=TASK_FIELDS, needs=("ringbuf",)),
+        Alternative("kprobe", (
+            Hook("kprobe", "syscall:execve", "on_execve_enter"),
+            Hook("kretprobe", "syscall:execve", "on_execve_exit"),
+            Hook("tracepoint", "sched:sched_process_exec", "on_exec", optional=True),
+        ), define="HOOK_KPROBE", btf_fields=TASK_FIELDS, needs=("ringbuf",)),
+    ),
+    events_map="events",
+    examples=(
+        "bpfwatch execsnoop                 # every exec, as it happens",
+        "bpfwatch execsnoop -x              # failed execs only",
+        "bpfwatch execsnoop --json -d 5     # JSON lines for 5 seconds",
+        "bpfwatch execsnoop --comm bash     # execs that become bash",
+        "bpfwatch execsnoop -p 1234         # execs by process 1234",
+    ),
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-x", "--failed", action="store_true", help="only failed execs")
+    parser.add_argument("--max-args", type=common.positive_int, default=MAX_ARGS,
+                        help=f"argv entries kept per exec (default {MAX_ARGS}, at most 60)")
+
+
+def defines(args) -> dict[str, int]:
+    if args.max_args > 60:
+        raise SystemExit("bpfwatch execsnoop: --max-args is at most 60")
+    out = {"MAX_ARGS": args.max_args}
+    if args.failed:
+        out["FAILED_ONLY"] = 1
+    return out
+
+
+def to_record(event, boot_offset: float) -> dict:
+    raw = common.raw_field(event, "argv")
+    argv = [decoders.text(raw[i * ARG_LEN:(i + 1) * ARG_LEN], limit=ARG_LEN - 1)
+            for i in range(event.argc)]
+    return {
+        "time": round(event.ts / 1e9 + boot_offset, 6),
+        "pid": event.pid,
+        "ppid": event.ppid,
+        "uid": event.uid,
+        "comm": decoders.comm(bytes(event.comm)),
+        "filename": decoders.text(bytes(event.filename)),
+        "argv": argv,
+        "args_truncated": bool(event.args_truncated),
+        "ret": event.retval,
+        "error": decoders.errno_name(event.retval) if event.retval < 0 else None,
+    }
+
+
+def format_line(rec: dict) -> str:
+    args = " ".join(rec["argv"]) + (" ..." if rec["args_truncated"] else "")
+    when = time.strftime("%H:%M:%S", time.localtime(rec["time"]))
+    return (f"{when} {rec['pid']:<7} {rec['ppid']:<7} {rec['uid']:<6} {rec['ret']:>4} "
+            f"{rec['comm']:<16} {rec['filename']}  {args}")
+
+
+def run(session, args) -> int:
+    # ktime is CLOCK_MONOTONIC: shift it onto the wall clock once.
+    boot_offset = time.time() - time.monotonic()
+    seen = 0
+
+    def on_event(event):
+        nonlocal seen
+        seen += 1
+        rec = to_record(event, boot_offset)
+        if args.json:
+            common.emit(rec)
+        else:
+            print(format_line(rec), flush=True)
+
+    print(f"Tracing exec() via {session.alternative.name}... Hit Ctrl-C to end.",
+          file=sys.stderr, flush=True)
+    if not args.json:
+        print(f"{'TIME':<8} {'PID':<7} {'PPID':<7} {'UID':<6} {'RET':>4} {'COMM':<16} FILENAME  ARGS")
+    try:
+        session.poll_events("events", on_event, common.deadline(args))
+    finally:
+        dropped = session.stats()["events_dropped"]
+        if dropped:
+            print(f"bpfwatch execsnoop: {dropped} events dropped (ring buffer full)", file=sys.stderr)
+        if args.json:
+            common.emit({"summary": {"events": seen, "events_dropped": dropped}})
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)
