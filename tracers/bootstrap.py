@@ -28,7 +28,7 @@ RUNTIME_PACKAGES = ["python3-bpfcc", "python3-venv", "bpftool", "iproute2"]
 # the stock-kernel VM tier and `vagrant validate`.
 TEST_PACKAGES = [
     "prometheus", "bpfcc-tools", "bpftrace", "gcc", "libc6-dev",
-    "linux-image-amd64", "qemu-system-x86", "vagrant", "tcpdump",
+    "linux-image-amd64", "qemu-system-x86", "vagrant", "tcpdump", "iputils-ping",
 ]
 PIP_EXTRAS = ["virtme-ng"]
 

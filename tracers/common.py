@@ -99,6 +99,12 @@ def emit(obj: dict) -> None:
     print(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), flush=True)
 
 
+def announce(session, what: str) -> None:
+    """The line tests and users wait for: everything is attached now."""
+    print(f"Tracing {what} via {session.alternative.name}... Hit Ctrl-C to end.",
+          file=sys.stderr, flush=True)
+
+
 def deadline(args) -> float | None:
     return time.monotonic() + args.duration if args.duration else None
 
@@ -141,9 +147,10 @@ def main(module, argv=None) -> int:
             return 0
         runtime.require_root()
         attachers = module.attachers(args) if hasattr(module, "attachers") else None
+        skip = module.skip_hooks(args) if hasattr(module, "skip_hooks") else frozenset()
         with runtime.stop_on_signals():
             with runtime.Session(spec, defines, force=args.hook, attachers=attachers,
-                                 pid=args.pid or -1) as session:
+                                 pid=args.pid or -1, skip=skip) as session:
                 return module.run(session, args) or 0
     except runtime.Stop:
         return 0

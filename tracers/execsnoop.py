@@ -95,8 +95,7 @@ def run(session, args) -> int:
         else:
             print(format_line(rec), flush=True)
 
-    print(f"Tracing exec() via {session.alternative.name}... Hit Ctrl-C to end.",
-          file=sys.stderr, flush=True)
+    common.announce(session, "exec()")
     if not args.json:
         print(f"{'TIME':<8} {'PID':<7} {'PPID':<7} {'UID':<6} {'RET':>4} {'COMM':<16} FILENAME  ARGS")
     try:

@@ -62,7 +62,8 @@ class Session:
 
     def __init__(self, spec: TracerSpec, defines: dict[str, int] | None = None,
                  probe=None, force: str | None = None, offsets_from: str = "auto",
-                 attachers: dict[str, Callable] | None = None, pid: int = -1):
+                 attachers: dict[str, Callable] | None = None, pid: int = -1,
+                 skip: set[str] | frozenset = frozenset()):
         from tracers.runtime import get_probe
         self.spec = spec
         self.probe = probe or get_probe()
@@ -74,6 +75,7 @@ class Session:
             self.defines[self.alternative.define] = 1
         self.attachers = attachers or {}
         self.pid = pid
+        self.skip = set(skip)  # entry points the chosen options do not need
         self.bpf = None
         self.compile_seconds = 0.0
         self._cleanups: list[Callable[[], None]] = []
@@ -85,7 +87,8 @@ class Session:
         try:
             self._compile()
             for hook in self.alternative.hooks:
-                self._attach(hook)
+                if hook.fn not in self.skip:
+                    self._attach(hook)
         except BaseException:
             self.close()
             raise
@@ -178,28 +181,53 @@ class Session:
                 return -1
             return 0
         table.open_ring_buffer(on_event)
-        try:
-            while not failures and (until is None or time.monotonic() < until):
+        with deferred_signals():
+            while not failures and not stop_requested() and \
+                    (until is None or time.monotonic() < until):
                 timeout = 100 if until is None else max(1, min(100, int((until - time.monotonic()) * 1000)))
                 self.bpf.ring_buffer_poll(timeout)
-        finally:  # deliver what is already in the buffer, even on Ctrl-C
-            if not failures:
+            if not failures:  # deliver what is already in the buffer, even on Ctrl-C
                 self.bpf.ring_buffer_consume()
         if failures:
             raise failures[0]
+
+
+class _SignalState:
+    defer = False  # inside C callbacks (ring buffer) a raise would be swallowed
+    pending = 0
+
+
+_signals = _SignalState()
 
 
 @contextlib.contextmanager
 def stop_on_signals():
     """Turn SIGINT and SIGTERM into Stop so every `with` block unwinds."""
     def handler(signum, _frame):
-        raise Stop(signum)
+        if _signals.defer:
+            _signals.pending = signum
+        else:
+            raise Stop(signum)
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Record SIGINT/SIGTERM instead of raising; check with stop_requested()."""
+    _signals.defer, _signals.pending = True, 0
+    try:
+        yield
+    finally:
+        _signals.defer = False
+
+
+def stop_requested() -> bool:
+    return bool(_signals.pending)
 
 
 def require_root() -> None:
