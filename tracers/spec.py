@@ -97,7 +97,11 @@ class TracerSpec:
     metrics: tuple[Metric, ...] = ()
     events_map: str = ""  # ring buffer the CLI streams, if an event tracer
     examples: tuple[str, ...] = ()
-    exporter_defaults: dict[str, int] = field(default_factory=dict)
+    # The exporter runs a tracer with these -D defines (it never opens ring
+    # buffers, so event tracers count instead) and, when exporter_default,
+    # among its default tracers: low overhead, bounded series.
+    exporter_defines: dict[str, int] = field(default_factory=dict)
+    exporter_default: bool = False
 
     def alternative(self, name: str) -> Alternative:
         for alt in self.alternatives:
