@@ -1,0 +1,310 @@
+"""BPF maps as Prometheus metrics, read at scrape time (no copying thread).
+
+Each Target is one tracer: its spec's Metric declarations say which map
+becomes which metric. A map is read once per scrape (one batched syscall
+where the kernel allows), per-CPU values are summed, key fields become
+labels through named decoders, and log2/linear bucket maps become
+cumulative Prometheus histograms in base units. Nothing here clears a map,
+so counters never go backwards. Imports no bcc: tests feed fake maps.
+"""
+from __future__ import annotations
+
+import ctypes
+import platform
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+from tracers import decoders, fmt
+from tracers.spec import Label, Metric, TracerSpec
+
+NAMESPACE = "bpfwatch"
+OTHER = "other"  # label value of the series folded by the --max-series guard
+DEFAULT_MAX_SERIES = 10000
+# Labels that name processes: cardinality follows the workload, so opt-in.
+PER_PROCESS_LABELS = frozenset({"pid", "tid", "comm"})
+
+
+def is_per_process(label: Label) -> bool:
+    return label.name in PER_PROCESS_LABELS or label.decoder == "comm"
+
+
+def metric_name(metric: Metric) -> str:
+    return f"{NAMESPACE}_{metric.name}"
+
+
+@dataclass
+class Target:
+    """One tracer as the collector sees it; table is None when not attached."""
+    spec: TracerSpec
+    hook: str = ""  # the hook alternative chosen
+    table: Callable[[str], object] | None = None  # map name -> BCC table
+    stats: Callable[[], dict] | None = None  # the bpfwatch_stats counters
+    why: str = ""  # why it is not attached
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @classmethod
+    def from_session(cls, session) -> "Target":
+        return cls(session.spec, session.alternative.name, session.bpf.__getitem__, session.stats)
+
+
+def number(value, field: str = "") -> int:
+    """An int from a map value: a scalar, a struct field, or per-CPU copies summed."""
+    if isinstance(value, (list, tuple)) or (isinstance(value, ctypes.Array)
+                                            and not isinstance(value, (bytes, str))):
+        return sum(number(v, field) for v in value)
+    if field:
+        value = getattr(value, field)
+    return value if isinstance(value, int) else int(value.value)
+
+
+def read_items(table, use_batch: bool = True) -> tuple[list, bool]:
+    """(all (key, value) pairs, whether the batch read worked)."""
+    if use_batch and hasattr(table, "items_lookup_batch"):
+        try:
+            return list(table.items_lookup_batch()), True
+        except Exception:  # kernel or map type without batch ops: per-key reads
+            pass
+    return list(table.items()), False
+
+
+def linear_buckets(counts: dict[int, int], width: int, multiplier: float,
+                   top: int) -> list[tuple[float, int]]:
+    """Linear slot i holds [i*width, (i+1)*width): its le is (i+1)*width."""
+    out, running = [], 0
+    for i in range(top + 1):
+        running += counts.get(i, 0)
+        out.append(((i + 1) * width * multiplier, running))
+    out.append((float("inf"), sum(counts.values())))
+    return out
+
+
+class MapCollector:
+    """A prometheus-client custom collector over live tracer sessions.
+
+    registry: registered there when given (never the global one by default).
+    max_series: per metric; label sets beyond it fold into one `other` series.
+    per_process: keep pid/comm labels (else they are summed away).
+    """
+
+    def __init__(self, targets: list[Target], registry=None, max_series: int = DEFAULT_MAX_SERIES,
+                 per_process: bool = False, version: str = ""):
+        self.targets = list(targets)
+        self.max_series = max_series
+        self.per_process = per_process
+        self.version = version
+        self.closed = False
+        self._batch_ok: dict[tuple, bool] = {}
+        self._admitted: dict[tuple, set] = {}  # sticky: a series never moves to `other`
+        self._top_slot: dict[tuple, int] = {}  # histogram buckets only ever grow
+        self._decoder_errors: dict[tuple, int] = {}
+        self._read_errors: dict[tuple, int] = {}
+        self._folded: dict[tuple, int] = {}
+        self._entries: dict[tuple, tuple[int, int]] = {}
+        if registry is not None:
+            registry.register(self)
+
+    # -- one scrape --------------------------------------------------------------
+    def collect(self):
+        started = time.perf_counter()
+        families = []
+        if not self.closed:
+            for target in self.targets:
+                if target.table is None:
+                    continue
+                for metric in target.spec.metrics:
+                    family = self._family(target, metric)
+                    if family is not None:
+                        families.append(family)
+        yield from families
+        yield from self._telemetry(time.perf_counter() - started)
+
+    def _read(self, target: Target, map_name: str) -> list | None:
+        key = (target.name, map_name)
+        try:
+            table = target.table(map_name)
+            items, batched = read_items(table, self._batch_ok.get(key, True))
+        except Exception:
+            self._read_errors[key] = self._read_errors.get(key, 0) + 1
+            return None
+        self._batch_ok[key] = batched
+        self._entries[key] = (len(items), int(getattr(table, "max_entries", 0) or 0))
+        return items
+
+    def _labels(self, target: Target, metric: Metric, key, labels: tuple[Label, ...]):
+        """Decoded label values, or None (counted) when a decoder refuses."""
+        out = []
+        for label in labels:
+            raw = getattr(key, label.field) if label.field else key
+            try:
+                out.append(decoders.DECODERS[label.decoder](raw))
+            except (decoders.DecodeError, KeyError):
+                k = (target.name, metric.name, label.decoder)
+                self._decoder_errors[k] = self._decoder_errors.get(k, 0) + 1
+                return None
+        return tuple(out)
+
+    def _kept_labels(self, metric: Metric) -> tuple[Label, ...]:
+        return tuple(l for l in metric.labels if self.per_process or not is_per_process(l))
+
+    def _family(self, target: Target, metric: Metric):
+        items = self._read(target, metric.map)
+        if items is None:
+            return None
+        labels = self._kept_labels(metric)
+        names = [l.name for l in labels]
+        if metric.kind == "histogram":
+            return self._histogram(target, metric, items, labels, names)
+        series: dict[tuple, int] = {}
+        for key, value in items:
+            v = number(value, metric.value_field)
+            if not v and metric.kind == "counter":
+                continue  # arrays hold every slot; a zero counter is noise
+            lv = self._labels(target, metric, key, labels)
+            if lv is not None:
+                series[lv] = series.get(lv, 0) + v
+        series = self._guard(target, metric, series, len(names), lambda a, b: a + b, abs)
+        cls = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+        family = cls(metric_name(metric), metric.help, labels=names)
+        for lv, v in series.items():
+            family.add_metric(list(lv), v)
+        return family
+
+    def _histogram(self, target, metric, items, labels, names):
+        groups: dict[tuple, dict[int, int]] = {}
+        for key, value in items:
+            count = number(value, metric.value_field)
+            if not count:
+                continue
+            slot = number(getattr(key, metric.bucket_field, key))  # or a scalar key
+            lv = self._labels(target, metric, key, labels)
+            if lv is not None:
+                bucket = groups.setdefault(lv, {})
+                bucket[slot] = bucket.get(slot, 0) + count
+        sums = self._sums(target, metric, labels)
+
+        def merge(a, b):
+            return {s: a.get(s, 0) + b.get(s, 0) for s in a.keys() | b.keys()}
+        groups = self._guard(target, metric, groups, len(names), merge, lambda c: sum(c.values()))
+        mkey = (target.name, metric.name)
+        top = max([self._top_slot.get(mkey, 0)] + [s for c in groups.values() for s in c])
+        self._top_slot[mkey] = top
+        family = HistogramMetricFamily(metric_name(metric), metric.help, labels=names)
+        for lv, counts in groups.items():
+            if metric.buckets == "exp2":
+                bounds = fmt.cumulative_buckets(counts, metric.multiplier, max_slot=top)
+            else:
+                bounds = linear_buckets(counts, metric.bucket_width, metric.multiplier, top)
+            buckets = [(floatToGoString(le), c) for le, c in bounds]
+            total = sums.get(lv) if sums is not None else None
+            family.add_metric(list(lv), buckets, total)
+            if total is None:  # no sum map: _count still, from the +Inf bucket
+                family.samples.append(Sample(family.name + "_count", dict(zip(names, lv)),
+                                             bounds[-1][1], None))
+        return family
+
+    def _sums(self, target, metric, labels) -> dict | None:
+        if not metric.sum_map:
+            return None
+        items = self._read(target, metric.sum_map)
+        if items is None:
+            return None
+        sums: dict[tuple, float] = {}
+        for key, value in items:
+            lv = self._labels(target, metric, key, labels)
+            if lv is not None:
+                sums[lv] = sums.get(lv, 0) + number(value) * metric.multiplier
+        admitted = self._admitted.get((target.name, metric.name))
+        if admitted is not None and any(lv not in admitted for lv in sums):
+            other = (OTHER,) * len(labels)
+            folded = {}
+            for lv, s in sums.items():
+                dest = lv if lv in admitted else other
+                folded[dest] = folded.get(dest, 0) + s
+            sums = folded
+        return sums
+
+    def _guard(self, target, metric, series: dict, width: int, merge, weight) -> dict:
+        """At most max_series label sets (first come, biggest first), the rest in `other`."""
+        mkey = (target.name, metric.name)
+        admitted = self._admitted.setdefault(mkey, set())
+        room = self.max_series - len(admitted)
+        fresh = [lv for lv in series if lv not in admitted]
+        if fresh and room > 0:
+            if len(fresh) > room:
+                fresh.sort(key=lambda lv: -weight(series[lv]))
+            admitted.update(fresh[:room])
+        if all(lv in admitted for lv in fresh):  # the usual case: nothing to fold
+            self._folded[mkey] = 0
+            return series
+        out, rest, folded = {}, None, 0
+        for lv, v in series.items():
+            if lv in admitted:
+                out[lv] = v
+            else:
+                folded += 1
+                rest = v if rest is None else merge(rest, v)
+        if rest is not None:
+            other = (OTHER,) * width
+            out[other] = merge(out[other], rest) if other in out else rest
+        self._folded[mkey] = folded
+        return out
+
+    # -- self-telemetry ------------------------------------------------------------
+    def _telemetry(self, seconds: float):
+        g = GaugeMetricFamily
+        attached = g(f"{NAMESPACE}_program_attached", "1 when the tracer's programs are attached.",
+                     labels=["tracer", "hook"])
+        dropped = CounterMetricFamily(f"{NAMESPACE}_events_dropped", "Events the kernel side dropped.",
+                                      labels=["tracer"])
+        failures = CounterMetricFamily(f"{NAMESPACE}_map_update_failures",
+                                       "Map updates that failed in the kernel (map full).",
+                                       labels=["tracer"])
+        for t in self.targets:
+            attached.add_metric([t.name, t.hook or "none"], 0 if t.table is None or self.closed else 1)
+            if t.stats is None or self.closed:
+                continue
+            try:
+                stats = t.stats()
+            except Exception:
+                continue
+            dropped.add_metric([t.name], stats.get("events_dropped", 0))
+            failures.add_metric([t.name], stats.get("map_update_failures", 0))
+        yield attached
+        yield dropped
+        yield failures
+        entries = g(f"{NAMESPACE}_map_entries", "Entries read from the map at this scrape.",
+                    labels=["tracer", "map"])
+        limit = g(f"{NAMESPACE}_map_max_entries", "The map's capacity.", labels=["tracer", "map"])
+        for (tracer, name), (n, cap) in sorted(self._entries.items()):
+            entries.add_metric([tracer, name], n)
+            limit.add_metric([tracer, name], cap)
+        yield entries
+        yield limit
+        yield self._counts(f"{NAMESPACE}_decoder_errors", "Map keys a decoder refused (skipped).",
+                           ["tracer", "metric", "decoder"], self._decoder_errors, CounterMetricFamily)
+        yield self._counts(f"{NAMESPACE}_map_read_errors", "Map reads that failed.",
+                           ["tracer", "map"], self._read_errors, CounterMetricFamily)
+        yield self._counts(f"{NAMESPACE}_series_folded", "Label sets folded into the `other` "
+                           "series by the max-series guard at this scrape.",
+                           ["tracer", "metric"], self._folded, GaugeMetricFamily)
+        yield g(f"{NAMESPACE}_scrape_duration_seconds", "Time spent reading maps for this scrape.",
+                value=seconds)
+        info = g(f"{NAMESPACE}_build_info", "bpfwatch version, Python and kernel release.",
+                 labels=["version", "python", "kernel"])
+        info.add_metric([self.version, platform.python_version(), platform.release()], 1)
+        yield info
+
+    @staticmethod
+    def _counts(name, doc, labels, values: dict, cls):
+        family = cls(name, doc, labels=labels)
+        for key, v in sorted(values.items()):
+            family.add_metric(list(key), v)
+        return family
