@@ -8,7 +8,8 @@ import tracers
 from tracers.spec import TracerSpec
 
 NOT_TRACERS = {"__main__", "bootstrap", "cli", "common", "registry", "doctor", "listing",
-               "spec", "btf", "decoders", "fmt", "syscall_table", "runtime"}
+               "spec", "btf", "decoders", "fmt", "syscall_table", "runtime",
+               "blockcommon"}
 
 
 def tracer_modules() -> dict:

@@ -1,0 +1,92 @@
+"""biosnoop: one line per block I/O with issuer, disk, size, sector, latency."""
+from __future__ import annotations
+
+import sys
+import time
+
+from tracers import blockcommon, common, decoders
+from tracers.spec import TracerSpec
+
+SPEC = TracerSpec(
+    name="biosnoop",
+    summary="trace block device I/O: one line per request with issuer, size, sector and latency",
+    c_file=blockcommon.C_FILE,
+    alternatives=blockcommon.alternatives(needs=("ringbuf",)),
+    events_map="events",
+    examples=(
+        "bpfwatch biosnoop                    # every block I/O, as it completes",
+        "bpfwatch biosnoop -Q                 # latency includes the kernel queue",
+        "bpfwatch biosnoop --disk sda --json  # one disk, JSON lines",
+        "bpfwatch biosnoop -p 1234 -d 10      # I/O issued by process 1234, 10 s",
+    ),
+)
+
+
+def add_arguments(parser) -> None:
+    blockcommon.add_arguments(parser)
+
+
+def defines(args) -> dict[str, int]:
+    return dict(blockcommon.defines(args, "bpfwatch biosnoop"), BIOSNOOP=1)
+
+
+def skip_hooks(args) -> set[str]:
+    return blockcommon.skip_hooks(args, needs_issuer=True)
+
+
+def to_record(event, boot_offset: float) -> dict:
+    return {
+        "time": round(event.ts / 1e9 + boot_offset, 6),
+        "pid": event.pid,
+        "comm": decoders.comm(common.raw_field(event, "comm")),
+        "disk": decoders.disk_name(event.dev),
+        "rwbs": decoders.text(common.raw_field(event, "rwbs"), limit=8),
+        "sector": event.sector,
+        "bytes": event.bytes,
+        "latency_ms": round(event.latency_ns / 1e6, 3),
+        "queue_ms": round(event.queue_ns / 1e6, 3),
+        "error": decoders.errno_name(event.error) if event.error else None,
+    }
+
+
+def format_line(rec: dict, queued: bool) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(rec["time"]))
+    queue = f"{rec['queue_ms']:>8.3f} " if queued else ""
+    err = f"  {rec['error']}" if rec["error"] else ""
+    return (f"{when} {rec['comm']:<16} {rec['pid']:<7} {rec['disk']:<9} {rec['rwbs']:<5} "
+            f"{rec['sector']:>12} {rec['bytes']:>8} {queue}{rec['latency_ms']:>8.3f}{err}")
+
+
+def run(session, args) -> int:
+    boot_offset = time.time() - time.monotonic()  # ktime is CLOCK_MONOTONIC
+    seen = 0
+
+    def on_event(event):
+        nonlocal seen
+        seen += 1
+        rec = to_record(event, boot_offset)
+        if args.json:
+            common.emit(rec)
+        else:
+            print(format_line(rec, args.queued), flush=True)
+
+    common.announce(session, "block device I/O")
+    if not args.json:
+        queue = f"{'QUE(ms)':>8} " if args.queued else ""
+        print(f"{'TIME':<8} {'COMM':<16} {'PID':<7} {'DISK':<9} {'T':<5} {'SECTOR':>12} "
+              f"{'BYTES':>8} {queue}{'LAT(ms)':>8}")
+    try:
+        session.poll_events("events", on_event, common.deadline(args))
+    finally:
+        lost = blockcommon.drop_warning(session, "bpfwatch biosnoop")
+        if lost:
+            print(lost, file=sys.stderr)
+        if args.json:
+            stats = session.stats()
+            common.emit({"summary": {"events": seen, "events_dropped": stats["events_dropped"],
+                                     "map_update_failures": stats["map_update_failures"]}})
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)
