@@ -22,7 +22,9 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".bpfwatch-installed"
 
 # What the tracers need at run time.
-RUNTIME_PACKAGES = ["python3-bpfcc", "python3-venv", "bpftool", "iproute2"]
+RUNTIME_PACKAGES = ["python3-bpfcc", "python3-venv", "bpftool", "iproute2",
+                    # the exporter's web config (YAML) and its bcrypt password hashes
+                    "python3-yaml", "python3-bcrypt"]
 # What the test suite and the benchmarks need besides: promtool and a real
 # Prometheus server, the peers we compare with, gcc for test workloads,
 # the stock-kernel VM tier and `vagrant validate`.

@@ -1,0 +1,92 @@
+"""Web config: exporter-toolkit YAML, precise refusals, bcrypt basic auth."""
+import base64
+import subprocess
+
+import bcrypt
+import pytest
+
+from exporters import webconfig
+from exporters.webconfig import WebConfigError
+
+HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def write(tmp_path, text, name="web.yml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", d / "key.pem", "-out", d / "cert.pem"],
+                   check=True, capture_output=True)
+    return d
+
+
+def test_basic_auth_accepts_only_the_right_password(tmp_path):
+    config = webconfig.load(write(tmp_path, f"basic_auth_users:\n  prom: '{HASH}'\n"))
+    assert not config.tls
+    assert config.authorized(basic("prom", "s3cret"))
+    assert config.authorized(basic("prom", "s3cret"))  # remembered, still right
+    assert not config.authorized(basic("prom", "wrong"))
+    assert not config.authorized(basic("other", "s3cret"))
+    assert not config.authorized(None)
+    assert not config.authorized("Basic !!!notbase64")
+    assert not config.authorized("Bearer abc")
+
+
+def test_empty_config_means_no_auth_no_tls(tmp_path):
+    config = webconfig.load(write(tmp_path, ""))
+    assert config.authorized(None) and not config.tls and config.ssl_context() is None
+
+
+def test_tls_with_relative_paths_and_client_ca(tmp_path, cert):
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_bytes((cert / name).read_bytes())
+    config = webconfig.load(write(tmp_path, "tls_server_config:\n  cert_file: cert.pem\n"
+                                            "  key_file: key.pem\n  client_ca_file: cert.pem\n"))
+    assert config.tls and config.ssl_context().verify_mode.name == "CERT_REQUIRED"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- a\n- b\n", "top level: must be a mapping"),
+    ("basic_auth_user: {}\n", "basic_auth_user: unknown field"),
+    ("basic_auth_users:\n  prom: hunter2\n", "basic_auth_users.prom: must be a bcrypt hash"),
+    ("basic_auth_users: [prom]\n", "basic_auth_users: must be a mapping"),
+    ("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n",
+     "tls_server_config.cert_file: no such file '/nonexistent.pem'"),
+    ("tls_server_config:\n  key_file: k\n", "tls_server_config.cert_file: missing"),
+    ("tls_server_config:\n  certfile: x\n", "tls_server_config.certfile: unknown field"),
+    ("basic_auth_users:\n  prom: [\n", "line 3: not valid YAML"),
+])
+def test_malformed_configs_are_refused_naming_the_field(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(WebConfigError) as err:
+        webconfig.load(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_tls_options_name_the_field(tmp_path, cert):
+    head = f"tls_server_config:\n  cert_file: {cert}/cert.pem\n  key_file: {cert}/key.pem\n"
+    for extra, message in (("  client_auth_type: RequireAndVerifyClientCert\n", "needs client_ca_file"),
+                           ("  client_auth_type: Maybe\n", "client_auth_type: must be one of"),
+                           ("  min_version: TLS10\n", "min_version: must be TLS12 or TLS13")):
+        with pytest.raises(WebConfigError, match=message):
+            webconfig.load(write(tmp_path, head + extra))
+    swapped = f"tls_server_config:\n  cert_file: {cert}/key.pem\n  key_file: {cert}/cert.pem\n"
+    with pytest.raises(WebConfigError, match="tls_server_config: cannot load the certificate and key"):
+        webconfig.load(write(tmp_path, swapped))
+
+
+def test_missing_file_is_one_line(tmp_path):
+    with pytest.raises(WebConfigError, match="cannot read: No such file or directory"):
+        webconfig.load(str(tmp_path / "absent.yml"))
