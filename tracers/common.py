@@ -57,7 +57,7 @@ def comm_name(text: str) -> str:
     return text
 
 
-def build_parser(spec: TracerSpec, interval: bool = False) -> OneLineParser:
+def build_parser(spec: TracerSpec, interval: bool = False, leading=None) -> OneLineParser:
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in spec.examples) if spec.examples else None
     parser = OneLineParser(prog=f"bpfwatch {spec.name}", description=spec.summary, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,6 +70,8 @@ def build_parser(spec: TracerSpec, interval: bool = False) -> OneLineParser:
     parser.add_argument("--hook", metavar="NAME",
                         choices=[a.name for a in spec.alternatives],
                         help="force a hook alternative: " + ", ".join(a.name for a in spec.alternatives))
+    if leading:  # positionals before [interval [count]], e.g. an interface
+        leading(parser)
     if interval:
         parser.add_argument("interval", nargs="?", type=positive_float, default=None,
                             help="seconds between outputs (default: once, at the end)")
@@ -133,7 +135,8 @@ def interval_loop(args, tick) -> None:
 def main(module, argv=None) -> int:
     from tracers import runtime
     spec = module.SPEC
-    parser = build_parser(spec, interval=getattr(module, "INTERVAL", False))
+    parser = build_parser(spec, interval=getattr(module, "INTERVAL", False),
+                          leading=getattr(module, "add_positionals", None))
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     args = parser.parse_args(argv)
