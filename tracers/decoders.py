@@ -210,6 +210,9 @@ tcp_state = _by_table("tcp_state", dict(enumerate((
     "BOUND_INACTIVE"), start=1)), "state_")
 ip_proto = _by_table("ip_proto", {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}, "proto_")
 address_family = _by_table("address_family", {2: "IPv4", 10: "IPv6"}, "af_")
+# tc hooks (tctraffic): which side of the interface, and why a packet was dropped.
+tc_direction = _by_table("tc_direction", {0: "ingress", 1: "egress"}, "direction_")
+tc_block_reason = _by_table("tc_block_reason", {1: "cidr", 2: "port"}, "reason_")
 
 
 # --- user-controlled text ---------------------------------------------------
