@@ -28,11 +28,14 @@ def pytest_collection_modifyitems(config, items):
 class TracerProcess:
     """`python -m tracers ARGS` in the background, started when attached."""
 
-    def __init__(self, args: list[str], ready_timeout: float = 90.0, env: dict | None = None):
+    def __init__(self, args: list[str], ready_timeout: float = 90.0, env: dict | None = None,
+                 prefix: list[str] | None = None):
+        # prefix: e.g. netns_pair.exec(ns) to run inside a network namespace
+        # (`ip netns exec` execs the command, so the pid and signals are the tracer's)
         self.args = args
         self._out = tempfile.TemporaryFile(mode="w+")
         self._err = tempfile.NamedTemporaryFile(mode="w+", delete=False)
-        self.proc = subprocess.Popen([sys.executable, "-m", "tracers", *args], cwd=ROOT,
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "tracers", *args], cwd=ROOT,
                                      stdout=self._out, stderr=self._err,
                                      env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + ready_timeout
