@@ -1,0 +1,246 @@
+"""tctraffic: packets and bytes through an interface, counted in tc; block, prioritize."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+import time
+
+from tracers import common, decoders
+from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+
+MAX_CIDRS, MAX_PORTS, MAX_PRIORITIES = 8, 8, 4  # slots in bpf_c/tctraffic.bpf.c
+DIRECTIONS = ("ingress", "egress")
+
+_BY_FLOW = (Label("direction", "direction", "tc_direction"), Label("family", "family", "address_family"),
+            Label("proto", "proto", "ip_proto"), Label("port", "port", "port_host"))
+_BY_RULE = (Label("direction", "direction", "tc_direction"), Label("reason", "reason", "tc_block_reason"),
+            Label("rule", "rule", "int"))
+SPEC = TracerSpec(
+    name="tctraffic",
+    summary="count packets and bytes through an interface in tc (clsact ingress and egress), "
+            "per direction, protocol and destination port; optionally drop or prioritize",
+    c_file="tctraffic.bpf.c",
+    alternatives=(
+        Alternative("tc", (Hook("tc", "ingress", "on_ingress"), Hook("tc", "egress", "on_egress")),
+                    define="HOOK_TC"),
+    ),
+    metrics=(
+        Metric("tc_packets_total", "Packets passed, by direction, family, protocol and "
+               "destination port.", map="traffic", labels=_BY_FLOW, value_field="packets"),
+        Metric("tc_bytes_total", "Bytes passed (L2 length), by direction, family, protocol and "
+               "destination port.", map="traffic", labels=_BY_FLOW, value_field="bytes"),
+        Metric("tc_dropped_packets_total", "Packets dropped by a --block rule (rule: slot of "
+               "the CIDR, or the port).", map="drops", labels=_BY_RULE, value_field="packets"),
+        Metric("tc_dropped_bytes_total", "Bytes dropped by a --block rule.", map="drops",
+               labels=_BY_RULE, value_field="bytes"),
+    ),
+    examples=(
+        "bpfwatch tctraffic eth0                       # count until Ctrl-C, then print",
+        "bpfwatch tctraffic eth0 1 10                  # every second, ten times",
+        "bpfwatch tctraffic eth0 --block 192.0.2.0/24  # drop traffic with that network",
+        "bpfwatch tctraffic eth0 --block-port 23       # drop telnet, both directions",
+        "bpfwatch tctraffic eth0 --priority 5001=1:10  # egress port 5001 into HTB class 1:10",
+        "bpfwatch tctraffic eth0 --json 5              # JSON every 5 s",
+    ),
+)
+INTERVAL = True
+
+
+# -- option parsing (argparse types: bad input is one line) --------------------
+def interface(text: str) -> str:
+    try:
+        socket.if_nametoindex(text)
+    except OSError:
+        raise argparse.ArgumentTypeError(f"no interface {text!r} in this network namespace") from None
+    return text
+
+
+def cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 or IPv6 address or CIDR") from None
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return value
+
+
+def classid(text: str) -> int:
+    """tc notation MAJOR:MINOR, both hexadecimal: "1:10" -> 0x10010."""
+    major, sep, minor = text.partition(":")
+    try:
+        hi, lo = int(major, 16), int(minor, 16)
+    except ValueError:
+        hi = lo = -1
+    if not sep or not (1 <= hi <= 0xFFFE and 1 <= lo <= 0xFFFF):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a class id MAJOR:MINOR (hex, e.g. 1:10)")
+    return hi << 16 | lo
+
+
+def priority_rule(text: str) -> tuple[int, int, str]:
+    """PORT=CLASSID -> (port, class id, text)."""
+    left, sep, right = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PORT=CLASSID (e.g. 5001=1:10)")
+    return port(left), classid(right), text
+
+
+def address_words(packed: bytes) -> list[int]:
+    """16 bytes (IPv4 padded with zeros) as four native-order u32 words: what
+    the C side reads into u32 src[4]/dst[4]."""
+    raw = packed.ljust(16, b"\0")
+    return [int.from_bytes(raw[i:i + 4], sys.byteorder) for i in range(0, 16, 4)]
+
+
+def rule_defines(blocks, ports, priorities) -> dict[str, int]:
+    for what, items, limit in (("--block", blocks, MAX_CIDRS), ("--block-port", ports, MAX_PORTS),
+                               ("--priority", priorities, MAX_PRIORITIES)):
+        if len(items) > limit:
+            raise SystemExit(f"bpfwatch tctraffic: at most {limit} {what} rules")
+    out = {"BLOCK_CIDRS": len(blocks), "BLOCK_PORTS": len(ports), "PRIO_RULES": len(priorities)}
+    for i, net in enumerate(blocks):
+        out[f"BLOCK_{i}_FAMILY"] = socket.AF_INET if net.version == 4 else socket.AF_INET6
+        for j, word in enumerate(address_words(net.network_address.packed)):
+            out[f"BLOCK_{i}_NET{j}"] = word
+        for j, word in enumerate(address_words(net.netmask.packed)):
+            out[f"BLOCK_{i}_MASK{j}"] = word
+    for i, value in enumerate(ports):
+        out[f"BLOCK_PORT_{i}"] = value
+    for i, (value, cls, _text) in enumerate(priorities):
+        out[f"PRIO_PORT_{i}"] = value
+        out[f"PRIO_CLASS_{i}"] = cls
+    return {k: v for k, v in out.items() if v or k not in ("BLOCK_CIDRS", "BLOCK_PORTS", "PRIO_RULES")}
+
+
+def add_positionals(parser) -> None:
+    parser.add_argument("interface", type=interface, help="network interface to attach to")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--block", type=cidr, action="append", default=[], metavar="CIDR",
+                        help=f"drop packets from/to this network (repeatable, up to {MAX_CIDRS})")
+    parser.add_argument("--block-port", type=port, action="append", default=[], metavar="PORT",
+                        help=f"drop packets with this source or destination port (up to {MAX_PORTS})")
+    parser.add_argument("--priority", type=priority_rule, action="append", default=[],
+                        metavar="PORT=CLASSID", help="set skb->priority of egress packets with this "
+                        f"port to an HTB class id such as 1:10 (up to {MAX_PRIORITIES})")
+    parser.add_argument("-T", "--top", type=common.positive_int, default=20, help="rows shown (default 20)")
+
+
+def link_layer_len(name: str) -> int:
+    """14 on Ethernet and loopback, 0 on raw-IP devices (tun, wireguard)."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        kind = ipr.get_links(socket.if_nametoindex(name))[0]["ifi_type"]
+    return 14 if kind in (1, 772) else 0  # ARPHRD_ETHER, ARPHRD_LOOPBACK
+
+
+def defines(args) -> dict[str, int]:
+    if args.pid or args.comm:
+        raise SystemExit("bpfwatch tctraffic: -p/--comm do not apply: tc sees packets, not processes")
+    return {**rule_defines(args.block, args.block_port, args.priority),
+            "L2_LEN": link_layer_len(args.interface)}
+
+
+def attachers(args) -> dict:
+    from tracers.runtime.netattach import Clsact
+    return {"tc": Clsact(args.interface).attach}
+
+
+# -- reading -------------------------------------------------------------------
+def rule_label(args, reason: int, rule: int) -> str:
+    if reason == 1 and rule < len(args.block):
+        return str(args.block[rule])
+    return f"port {rule}" if reason == 2 else f"rule {reason}/{rule}"
+
+
+def read_totals(session, args) -> dict:
+    """Cumulative counts; the maps are never cleared (exporter counters)."""
+    totals = {}
+    for k, v in session.bpf["traffic"].items():
+        family = decoders.address_family(k.family) if k.family else "other"
+        proto = decoders.ip_proto(k.proto) if k.family else "-"
+        totals[("traffic", DIRECTIONS[k.direction & 1], family, proto, k.port)] = (v.packets, v.bytes)
+    for k, v in session.bpf["drops"].items():
+        totals[("dropped", DIRECTIONS[k.direction & 1], rule_label(args, k.reason, k.rule))] = \
+            (v.packets, v.bytes)
+    for slot, v in session.bpf["prioritized"].items():
+        if slot.value < len(args.priority) and v.packets:
+            totals[("prioritized", args.priority[slot.value][2])] = (v.packets, v.bytes)
+    return totals
+
+
+def deltas(now: dict, before: dict) -> list[tuple]:
+    rows = []
+    for key, (packets, nbytes) in now.items():
+        old = before.get(key, (0, 0))
+        if packets > old[0]:
+            rows.append((key, packets - old[0], nbytes - old[1]))
+        elif packets < old[0]:  # an LRU eviction restarted this row
+            rows.append((key, packets, nbytes))
+    return sorted(rows, key=lambda r: (-r[2], str(r[0])))
+
+
+def to_json(rows, top: int) -> dict:
+    out = {"traffic": [], "dropped": [], "prioritized": []}
+    for key, packets, nbytes in rows:
+        kind, rest = key[0], key[1:]
+        if kind == "traffic":
+            rec = dict(zip(("direction", "family", "proto", "port"), rest))
+        elif kind == "dropped":
+            rec = dict(zip(("direction", "rule"), rest))
+        else:
+            rec = {"rule": rest[0]}
+        if kind != "traffic" or len(out["traffic"]) < top:
+            out[kind].append(dict(rec, packets=packets, bytes=nbytes))
+    return out
+
+
+def print_table(args, rows) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {args.interface}")
+    print(f"{'DIRECTION':<10} {'FAMILY':<6} {'PROTO':<9} {'PORT':>5} {'PACKETS':>10} {'BYTES':>12}")
+    data = to_json(rows, args.top)
+    for r in data["traffic"]:
+        print(f"{r['direction']:<10} {r['family']:<6} {r['proto']:<9} {r['port']:>5} "
+              f"{r['packets']:>10} {r['bytes']:>12}")
+    if data["dropped"]:
+        print(f"{'DROPPED':<10} {'RULE':<22} {'PACKETS':>10} {'BYTES':>12}")
+        for r in data["dropped"]:
+            print(f"{r['direction']:<10} {r['rule']:<22} {r['packets']:>10} {r['bytes']:>12}")
+    for r in data["prioritized"]:
+        print(f"prioritized {r['rule']}: {r['packets']} packets, {r['bytes']} bytes")
+    print(flush=True)
+
+
+def run(session, args) -> int:
+    before: dict = {}
+    started = time.time()
+    common.announce(session, f"packets on {args.interface}")
+
+    def tick(final: bool) -> None:
+        nonlocal before, started
+        now = read_totals(session, args)
+        rows = deltas(now, before)
+        before, began, started = now, started, time.time()
+        if args.json:
+            common.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
+                         "interface": args.interface, **to_json(rows, args.top),
+                         "map_update_failures": session.stats()["map_update_failures"]})
+        else:
+            print_table(args, rows)
+
+    common.interval_loop(args, tick)
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)
