@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -101,6 +102,7 @@ class MapCollector:
         self.per_process = per_process
         self.version = version
         self.closed = False
+        self._lock = threading.Lock()  # one scrape at a time: the state below is shared
         self._batch_ok: dict[tuple, bool] = {}
         self._admitted: dict[tuple, set] = {}  # sticky: a series never moves to `other`
         self._top_slot: dict[tuple, int] = {}  # histogram buckets only ever grow
@@ -111,20 +113,25 @@ class MapCollector:
         if registry is not None:
             registry.register(self)
 
+    def close(self) -> None:
+        """Serve no more map data; waits for a scrape in flight (before maps go away)."""
+        with self._lock:
+            self.closed = True
+
     # -- one scrape --------------------------------------------------------------
     def collect(self):
-        started = time.perf_counter()
-        families = []
-        if not self.closed:
+        with self._lock:
+            started = time.perf_counter()
+            families = []
             for target in self.targets:
-                if target.table is None:
+                if target.table is None or self.closed:
                     continue
                 for metric in target.spec.metrics:
                     family = self._family(target, metric)
                     if family is not None:
                         families.append(family)
+            families += self._telemetry(time.perf_counter() - started)
         yield from families
-        yield from self._telemetry(time.perf_counter() - started)
 
     def _read(self, target: Target, map_name: str) -> list | None:
         key = (target.name, map_name)

@@ -102,6 +102,7 @@ class TracerSpec:
     # among its default tracers: low overhead, bounded series.
     exporter_defines: dict[str, int] = field(default_factory=dict)
     exporter_default: bool = False
+    exporter_skip: tuple[str, ...] = ()  # entry points the exporter does not attach
 
     def alternative(self, name: str) -> Alternative:
         for alt in self.alternatives:

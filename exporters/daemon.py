@@ -1,0 +1,267 @@
+"""`bpfwatch exporter`: run tracers and user programs, serve their maps on /metrics."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from urllib.parse import urlparse
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import MetricsHandler
+
+from exporters import program, webconfig
+from exporters.collector import DEFAULT_MAX_SERIES, NAMESPACE, MapCollector, Target, metric_name
+from tracers import __version__, common
+from tracers.common import OneLineParser
+from tracers.spec import TracerSpec
+
+PROG = "bpfwatch exporter"
+DEFAULT_LISTEN = "127.0.0.1:9435"
+EXAMPLES = (
+    "bpfwatch exporter                                  # default tracers on 127.0.0.1:9435",
+    "bpfwatch exporter --check                          # load and attach everything, then exit",
+    "bpfwatch exporter --tracers syscount,execsnoop --listen 0.0.0.0:9435",
+    "bpfwatch exporter --program exporters/examples/syscall_errors.toml",
+    "bpfwatch exporter --web-config /etc/bpfwatch/web.yml   # TLS and basic auth",
+)
+TELEMETRY = {f"{NAMESPACE}_{n}" for n in (
+    "program_attached", "events_dropped", "map_update_failures", "map_entries", "map_max_entries",
+    "decoder_errors", "map_read_errors", "series_folded", "scrape_duration_seconds", "build_info")}
+
+
+@dataclass
+class Job:
+    """One thing to load: a built-in tracer (with its CLI defaults) or a user program."""
+    spec: TracerSpec
+    defines: dict[str, int] = field(default_factory=dict)
+    skip: set[str] = field(default_factory=set)
+    attachers: dict | None = None
+    origin: str = "tracer"
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, [V6]:PORT, or :PORT (every interface: say so explicitly)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. {DEFAULT_LISTEN})")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        raise argparse.ArgumentTypeError(f"{host!r} is not an IP address (use 127.0.0.1, ::1, 0.0.0.0)") from None
+    return host, int(port)
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog=PROG, description="Serve tracer maps as Prometheus metrics, read at scrape time.",
+                           epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--listen", type=listen_address, default=listen_address(DEFAULT_LISTEN),
+                        metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN}; port 0 picks one)")
+    parser.add_argument("--tracers", metavar="A,B,...", help="built-in tracers to run (default: the "
+                        "low-overhead default set that works on this kernel); 'none' for programs only")
+    parser.add_argument("--program", metavar="FILE", action="append", default=[],
+                        help="a user program's TOML file (repeatable)")
+    parser.add_argument("--check", action="store_true", help="compile, load and attach everything, "
+                        "print what would be served, and exit")
+    parser.add_argument("--strict", action="store_true", help="a tracer without a usable hook is an error")
+    parser.add_argument("--web-config", metavar="FILE", help="TLS and basic auth (exporter-toolkit YAML)")
+    parser.add_argument("--max-series", type=common.positive_int, default=DEFAULT_MAX_SERIES, metavar="N",
+                        help=f"series per metric before the rest fold into 'other' (default {DEFAULT_MAX_SERIES})")
+    parser.add_argument("--per-process", action="store_true",
+                        help="keep pid/comm labels (off by default: cardinality follows the workload)")
+    return parser
+
+
+def default_args(module):
+    """The tracer's CLI defaults: the exporter runs what `bpfwatch <tracer>` runs."""
+    parser = common.build_parser(module.SPEC, interval=getattr(module, "INTERVAL", False))
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+    try:
+        return parser.parse_args([])
+    except SystemExit:
+        return None
+
+
+def builtin_job(module) -> Job:
+    spec, args = module.SPEC, default_args(module)
+    job = Job(spec)
+    if args is not None:
+        if hasattr(module, "defines"):
+            job.defines.update(module.defines(args))
+        if hasattr(module, "skip_hooks"):
+            job.skip.update(module.skip_hooks(args))
+        if hasattr(module, "attachers"):
+            job.attachers = module.attachers(args)
+    job.defines.update(spec.exporter_defines)
+    job.skip.update(spec.exporter_skip)
+    return job
+
+
+def plan_jobs(args, probe) -> tuple[list[Job], list[str]]:
+    """(jobs, notes): the tracers and programs asked for; notes say what was left out."""
+    from tracers.registry import tracer_modules
+    from tracers.runtime import BpfwatchError, plan
+    modules = tracer_modules()
+    notes = []
+    if args.tracers is None:
+        names = []
+        for name, module in modules.items():
+            if module.SPEC.exporter_default:
+                result = plan(module.SPEC, probe)
+                if result.usable:
+                    names.append(name)
+                else:
+                    notes.append(f"default tracer {result.why_not()}: left out")
+    elif args.tracers.strip() == "none":
+        names = []
+    else:
+        names = [n.strip() for n in args.tracers.split(",") if n.strip()]
+        for name in names:
+            if name not in modules:
+                raise BpfwatchError(f"unknown tracer {name!r} (known: {', '.join(modules)})")
+        names = list(dict.fromkeys(names))
+    jobs = [builtin_job(modules[n]) for n in names]
+    for path in args.program:
+        spec, defines = program.load(path)
+        jobs.append(Job(spec, defines, origin=f"program {path}"))
+    seen_tracers, seen_metrics = set(), set(TELEMETRY)
+    for job in jobs:
+        if job.spec.name in seen_tracers:
+            raise BpfwatchError(f"{job.origin}: name {job.spec.name!r} is already taken")
+        seen_tracers.add(job.spec.name)
+        for m in job.spec.metrics:
+            if metric_name(m) in seen_metrics:
+                raise BpfwatchError(f"{job.origin}: metric {metric_name(m)} is served twice")
+            seen_metrics.add(metric_name(m))
+    if not jobs:
+        raise BpfwatchError("nothing to serve: no tracer has a usable hook here and no --program given")
+    return jobs, notes
+
+
+def open_target(stack: contextlib.ExitStack, job: Job, strict: bool) -> Target:
+    from tracers.runtime import LoadError, NoUsableHook, Session
+    try:
+        session = stack.enter_context(Session(job.spec, job.defines, attachers=job.attachers, skip=job.skip))
+    except NoUsableHook as exc:
+        if strict:
+            raise
+        print(f"{PROG}: {exc}: not attached", file=sys.stderr, flush=True)
+        return Target(job.spec, why=str(exc))
+    for m in job.spec.metrics:
+        for name in filter(None, (m.map, m.sum_map)):
+            try:
+                session.bpf[name]
+            except KeyError:
+                raise LoadError(f"{job.spec.name}: metric {m.name}: the program has no map {name!r}") from None
+    return Target.from_session(session)
+
+
+def describe(targets: list[Target], collector: MapCollector) -> str:
+    lines = [f"{'TRACER':<16} {'HOOK':<16} STATUS"]
+    for t in targets:
+        status = "attached" if t.table is not None else f"NOT ATTACHED ({t.why})"
+        lines.append(f"{t.name:<16} {t.hook or '-':<16} {status}")
+        for m in t.spec.metrics:
+            labels = ",".join(l.name for l in collector._kept_labels(m))
+            lines.append(f"  {metric_name(m)}{{{labels}}}  {m.kind} from map {m.map}")
+    families = list(collector.collect())
+    samples = sum(len(f.samples) for f in families)
+    lines.append(f"{len(families)} metric families, {samples} samples at this scrape "
+                 f"(self-telemetry under {NAMESPACE}_)")
+    return "\n".join(lines)
+
+
+class Handler(MetricsHandler):
+    web: webconfig.WebConfig = webconfig.WebConfig()
+
+    def do_GET(self) -> None:
+        if not self.web.authorized(self.headers.get("Authorization")):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="bpfwatch"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path = urlparse(self.path).path
+        if path == "/metrics":
+            super().do_GET()
+            return
+        body = b'<html><body><a href="/metrics">bpfwatch metrics</a></body></html>\n' if path == "/" else b""
+        self.send_response(200 if path == "/" else 404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def make_server(host: str, port: int, registry, web: webconfig.WebConfig) -> Server:
+    from tracers.runtime import BpfwatchError
+    Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    handler = type("BoundHandler", (Handler,), {"registry": registry, "web": web})
+    try:
+        server = Server((host, port), handler)
+    except OSError as exc:
+        raise BpfwatchError(f"cannot listen on {host or '*'}:{port}: {exc.strerror}") from None
+    context = web.ssl_context()
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server
+
+
+def announce(args, targets, server, tls: bool) -> None:
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    attached = sum(t.table is not None for t in targets)
+    print(f"Serving {attached}/{len(targets)} tracers ({', '.join(t.name for t in targets)}) on "
+          f"{'https' if tls else 'http'}://{shown}:{port}/metrics... Hit Ctrl-C to end.",
+          file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    from tracers import runtime
+    runtime.require_root()
+    web = webconfig.load(args.web_config) if args.web_config else webconfig.WebConfig()
+    probe = runtime.get_probe()
+    jobs, notes = plan_jobs(args, probe)
+    for note in notes:
+        print(f"{PROG}: {note}", file=sys.stderr)
+    registry = CollectorRegistry()
+    with runtime.stop_on_signals(), contextlib.ExitStack() as stack:
+        server = None if args.check else make_server(*args.listen, registry, web)
+        if server is not None:
+            stack.callback(server.server_close)
+        targets = [open_target(stack, job, args.strict) for job in jobs]
+        collector = MapCollector(targets, registry=registry, max_series=args.max_series,
+                                 per_process=args.per_process, version=__version__)
+        if args.check:
+            print(describe(targets, collector))
+            return 0
+        # Unwinds newest first: stop serving before the sessions detach.
+        stack.callback(collector.close)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        stack.callback(server.shutdown)
+        announce(args, targets, server, web.tls)
+        while True:
+            time.sleep(3600)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from tracers import runtime
+    try:
+        return run(args)
+    except runtime.Stop:
+        return 0
+    except runtime.BpfwatchError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
