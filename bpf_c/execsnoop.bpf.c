@@ -11,6 +11,53 @@
 #define ARG_LEN 128
 #define FILENAME_LEN 256
 
+#ifdef EXPORTER_COUNTS
+// Under the exporter: counters only, no ring buffer (nobody would read it).
+BPF_PERCPU_ARRAY(execs, u64, 1);
+BPF_TABLE("lru_hash", u32, u64, exec_errors, 256);
+
+static __always_inline int count_exec(long ret)
+{
+    if (bpfwatch_filtered_out())
+        return 0;
+    u32 zero = 0;
+    u64 *n = execs.lookup(&zero);
+    if (n)
+        (*n)++;
+    if (ret >= 0)
+        return 0;
+    u32 err = -ret;
+    u64 *e = exec_errors.lookup(&err);
+    if (e) {
+        __sync_fetch_and_add(e, 1);
+        return 0;
+    }
+    u64 one = 1;
+    if (exec_errors.update(&err, &one))
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    return 0;
+}
+
+#ifdef HOOK_TRACEPOINT
+int on_execve_exit(struct tracepoint__syscalls__sys_exit_execve *args)
+{
+    return count_exec(args->ret);
+}
+
+int on_execveat_exit(struct tracepoint__syscalls__sys_exit_execveat *args)
+{
+    return count_exec(args->ret);
+}
+#endif
+
+#ifdef HOOK_KPROBE
+int on_execve_exit(struct pt_regs *ctx)
+{
+    return count_exec(PT_REGS_RC(ctx));
+}
+#endif
+#else  // the event stream of `bpfwatch execsnoop`
+
 // Offsets into task_struct: from kernel BTF (-D) unless headers match.
 #ifndef OFF_TASK_REAL_PARENT
 #define OFF_TASK_REAL_PARENT offsetof(struct task_struct, real_parent)
@@ -155,3 +202,4 @@ int on_execve_exit(struct pt_regs *ctx)
     return emit_exit(PT_REGS_RC(ctx));
 }
 #endif
+#endif  // EXPORTER_COUNTS

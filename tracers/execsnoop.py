@@ -5,7 +5,7 @@ import sys
 import time
 
 from tracers import common, decoders
-from tracers.spec import Alternative, Hook, TracerSpec
+from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
 
 MAX_ARGS = 20  # argv entries kept per exec; keep in step with the C default
 ARG_LEN = 128  # bytes kept per argument, NUL included (C: ARG_LEN)
@@ -31,6 +31,15 @@ SPEC = TracerSpec(
         ), define="HOOK_KPROBE", btf_fields=TASK_FIELDS, needs=("ringbuf",)),
     ),
     events_map="events",
+    # The exporter counts execs in the kernel instead of streaming them.
+    metrics=(
+        Metric("execs_total", "exec() calls completed, successful or not.", map="execs"),
+        Metric("exec_failures_total", "Failed exec() calls, by errno.", map="exec_errors",
+               labels=(Label("errno", "", "errno_name"),)),
+    ),
+    exporter_defines={"EXPORTER_COUNTS": 1},
+    exporter_skip=("on_execve_enter", "on_execveat_enter", "on_exec"),
+    exporter_default=True,
     examples=(
         "bpfwatch execsnoop                 # every exec, as it happens",
         "bpfwatch execsnoop -x              # failed execs only",

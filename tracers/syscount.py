@@ -26,6 +26,7 @@ SPEC = TracerSpec(
         Metric("syscalls_total", "Syscalls made, by syscall.", map="syscalls",
                labels=(Label("syscall", "", "syscall_name"),), value_field="count"),
     ),
+    exporter_default=True,  # one per-CPU array slot per syscall: cheap, bounded
     examples=(
         "bpfwatch syscount                    # count until Ctrl-C, then print",
         "bpfwatch syscount 1 5                # every second, five times",
