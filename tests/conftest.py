@@ -97,16 +97,23 @@ def tracer():
         proc.close()
 
 
-def bpf_objects() -> dict[str, set]:
-    """Our programs (named on_*) and all links, by id, from bpftool."""
+def bpf_objects(names=None) -> dict[str, set]:
+    """Our programs (named on_*) and all links, by id, from bpftool.
+
+    names: only programs with these names and the links to them, so that
+    tracers other tests load at the same time don't count as leaks."""
     out = {}
+    progs = set()
+    names = None if names is None else {n[:15] for n in names}  # BPF_OBJ_NAME_LEN
     for kind in ("prog", "link"):
         text = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True).stdout
         items = json.loads(text or "[]")
         if kind == "prog":
-            out[kind] = {i["id"] for i in items if str(i.get("name", "")).startswith("on_")}
+            progs = {i["id"] for i in items if str(i.get("name", "")).startswith("on_")
+                     and (names is None or i.get("name") in names)}
+            out[kind] = progs
         else:
-            out[kind] = {i["id"] for i in items}
+            out[kind] = {i["id"] for i in items if names is None or i.get("prog_id") in progs}
     return out
 
 
@@ -120,12 +127,12 @@ def probe_events() -> str:
     return text
 
 
-def wait_gone(snapshot_before: dict, timeout: float = 10.0) -> dict:
+def wait_gone(snapshot_before: dict, timeout: float = 10.0, names=None) -> dict:
     """Leaked objects: ours that remain after `timeout` (the kernel frees
     programs asynchronously after their last fd closes)."""
     deadline = time.monotonic() + timeout
     while True:
-        now = bpf_objects()
+        now = bpf_objects(names)
         leaked = {k: now[k] - snapshot_before[k] for k in now}
         if not any(leaked.values()) or time.monotonic() > deadline:
             return leaked

@@ -170,6 +170,12 @@ def errno_name(value) -> str:
     return _ERRNO_PREFERRED.get(n) or errno.errorcode.get(n) or _KERNEL_ERRNO.get(n) or f"E{n}"
 
 
+@_decoder
+def errno_result(value) -> str:
+    """A result slot: 0 -> "ok", else as errno_name (2 or -2 -> "ENOENT")."""
+    return "ok" if _as_int(value) == 0 else errno_name(value)
+
+
 syscall_name = _by_table("syscall_name", SYSCALLS, "syscall_")  # x86_64 numbers
 _SYSCALL_NUMBERS = {name: nr for nr, name in SYSCALLS.items()}
 

@@ -1,0 +1,123 @@
+"""opensnoop on the host kernel: exact counts of a known workload."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT, bpf_objects, unique_name, wait_gone
+
+pytestmark = pytest.mark.kernel
+
+OUR_PROGS = {"on_open_enter", "on_openat_enter", "on_openat2_enter", "on_open_exit"}
+
+# 7 opens of a missing file (ENOENT), one that creates it, 11 that read it:
+# 19 opens through open(2), openat(2) and openat2(2) in turn.
+WORKLOAD = textwrap.dedent("""
+    import ctypes, os, struct, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    path = sys.argv[1].encode()
+    AT_FDCWD = -100
+
+    def do_open(i, flags):
+        mode = 0o600 if flags & os.O_CREAT else 0  # openat2 refuses a stray mode
+        how = ctypes.create_string_buffer(struct.pack("QQQ", flags, mode, 0))
+        call = i % 3
+        if call == 0:
+            fd = libc.syscall(2, path, flags, 0o600)                  # open
+        elif call == 1:
+            fd = libc.syscall(257, AT_FDCWD, path, flags, 0o600)      # openat
+        else:
+            fd = libc.syscall(437, AT_FDCWD, path, how, 24)           # openat2
+        if fd >= 0:
+            os.close(fd)
+        return fd
+
+    results = [do_open(i, os.O_RDONLY) for i in range(7)]
+    results.append(do_open(7, os.O_WRONLY | os.O_CREAT))
+    results += [do_open(i, os.O_RDONLY) for i in range(8, 19)]
+    assert sum(r < 0 for r in results) == 7, results
+""")
+
+
+@pytest.fixture
+def short_dir():
+    # Under 32 bytes, so the whole directory fits in --path-prefix.
+    path = f"/tmp/{unique_name('bwos')}"
+    os.mkdir(path)
+    yield path
+    subprocess.run(["rm", "-rf", path], check=True)
+
+
+def test_exactly_19_opens_7_enoent(tracer, short_dir):
+    everything = tracer(["opensnoop", "--json"])
+    failed = tracer(["opensnoop", "--json", "-x", "--path-prefix", short_dir + "/"])
+    target = os.path.join(short_dir, "target")
+    child = subprocess.Popen([sys.executable, "-c", WORKLOAD, target])
+    assert child.wait(30) == 0
+    assert everything.stop() == 0 and failed.stop() == 0
+
+    ours = [e for e in everything.json_lines() if e.get("path") == target]
+    assert len(ours) == 19
+    assert {e["pid"] for e in ours} == {child.pid}
+    assert len([e for e in ours if e["error"] == "ENOENT"]) == 7
+    assert all(e["ret"] == -2 for e in ours if e["error"])
+    assert sorted(e["call"] for e in ours) == sorted(["open", "openat", "openat2"] * 6 + ["open"])
+    created = [e for e in ours if e["flags_text"] == "O_WRONLY|O_CREAT"]
+    assert len(created) == 1 and created[0]["ret"] >= 0
+    assert all(e["flags_text"] == "O_RDONLY" for e in ours if e is not created[0])
+    summary = everything.json_lines()[-1]["summary"]
+    assert summary["events_dropped"] == 0
+
+    # -x with the prefix: the 7 failures, nothing else, from nobody else.
+    only = [e for e in failed.json_lines() if "summary" not in e]
+    assert len(only) == 7
+    assert all(e["path"] == target and e["error"] == "ENOENT" for e in only)
+
+
+def test_path_prefix_is_compared_bytewise(tracer, short_dir):
+    prefix = short_dir + "/ab"  # not a multiple of 8 bytes: the last word is masked
+    assert len(prefix) % 8 and len(prefix) <= 32
+    run = tracer(["opensnoop", "--json", "--path-prefix", prefix])
+    names = ["abc", "ab", "aX", "a", "abd/e", "b"]
+    script = "import os, sys\nfor p in sys.argv[1:]:\n    try: os.close(os.open(p, os.O_RDONLY))\n" \
+             "    except OSError: pass\n"
+    subprocess.run([sys.executable, "-c", script, *[f"{short_dir}/{n}" for n in names]], check=True)
+    run.stop()
+    seen = [e["path"] for e in run.json_lines() if "summary" not in e]
+    assert seen == [f"{short_dir}/abc", f"{short_dir}/ab", f"{short_dir}/abd/e"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--path-prefix", ""], "must not be empty"),
+    (["--path-prefix", "/" + "x" * 32], "at most 32 bytes"),
+    (["-p", "0"], "positive"),
+    (["--hook", "nope"], "invalid choice"),
+])
+def test_bad_input_gets_one_line(args, words):
+    proc = subprocess.run([sys.executable, "-m", "tracers", "opensnoop", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_forced_fexit_is_refused_in_one_line():
+    # fentry/fexit programs are refused on this kernel: a clear error, no traceback.
+    proc = subprocess.run([sys.executable, "-m", "tracers", "opensnoop", "--hook", "fexit"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "fexit" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("ending", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_nothing_left_after(tracer, ending):
+    before = bpf_objects(OUR_PROGS)
+    run = tracer(["opensnoop", "--path-prefix", "/nonexistent/"])
+    assert bpf_objects(OUR_PROGS)["prog"] - before["prog"], "opensnoop loaded no program?"
+    assert run.stop(getattr(signal, ending)) == (-9 if ending == "SIGKILL" else 0)
+    assert wait_gone(before, names=OUR_PROGS) == {"prog": set(), "link": set()}
