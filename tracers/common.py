@@ -139,7 +139,7 @@ def main(module, argv=None) -> int:
                           leading=getattr(module, "add_positionals", None))
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # "IFACE --json 5": positionals around options
     prog = f"bpfwatch {spec.name}"
     try:
         defines = common_defines(args)
