@@ -11,9 +11,11 @@ restart after SIGKILL (or the last of several instances) removes it too.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import socket
+import struct
 from pathlib import Path
 
 from tracers.runtime.capture import quiet_stderr
@@ -146,6 +148,20 @@ def packet_socket(session, fn: str, ifname: str | None) -> socket.socket:
     prog = load_program(session, fn, "socket_filter")
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     session.on_close(sock.close)
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, prog.fd)
-    sock.bind((ifname or "", 0x0003))  # ETH_P_ALL
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, prog.fd)
+        bind_all(sock, socket.if_nametoindex(ifname) if ifname else 0)
+    except OSError as exc:
+        raise LoadError(f"{session.spec.name}: packet socket: {exc.strerror or exc}") from None
     return sock
+
+
+def bind_all(sock: socket.socket, ifindex: int) -> None:
+    """bind() to ETH_P_ALL on one interface or, with ifindex 0, on all of them
+    (Python's AF_PACKET addresses need an interface name)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    # struct sockaddr_ll: family, protocol (network order), ifindex, then unused fields
+    addr = struct.pack("=HHi12x", socket.AF_PACKET, socket.htons(0x0003), ifindex)
+    if libc.bind(sock.fileno(), ctypes.c_char_p(addr), len(addr)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
