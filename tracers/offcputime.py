@@ -1,0 +1,135 @@
+"""offcputime: where tasks block, as off-CPU time per user+kernel stack."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from tracers import common, decoders, flamegraph
+from tracers.spec import Alternative, Hook, TracerSpec
+
+SPEC = TracerSpec(
+    name="offcputime",
+    summary="off-CPU time summed by process and user+kernel stack, as folded stacks or a flame graph",
+    c_file="offcputime.bpf.c",
+    alternatives=(
+        Alternative("tracepoint", (
+            Hook("tracepoint", "sched:sched_switch", "on_sched_switch"),
+        ), define="HOOK_TRACEPOINT"),
+        Alternative("raw_tracepoint", (
+            Hook("raw_tracepoint", "sched_switch", "on_sched_switch"),
+        ), define="HOOK_RAW_TRACEPOINT", btf_fields={"OFF_TASK_PID": ("task_struct", "pid")}),
+    ),
+    examples=(
+        "bpfwatch offcputime -d 5                  # folded stacks (usecs) after 5 s",
+        "bpfwatch offcputime -p 1234 --svg off.svg # one process, plus a flame graph",
+        "bpfwatch offcputime -k -m 1000            # kernel stacks, blocks of 1 ms or more",
+        "bpfwatch offcputime --json -d 5           # one JSON object per stack",
+    ),
+)
+
+
+def add_stack_arguments(parser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("-u", "--user-stacks-only", action="store_true", help="user stacks only")
+    which.add_argument("-k", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
+    parser.add_argument("--svg", metavar="FILE", help="also write a flame graph SVG to FILE")
+
+
+def add_arguments(parser) -> None:
+    add_stack_arguments(parser)
+    parser.add_argument("-m", "--min-block-time", type=common.positive_int, default=1, metavar="USECS",
+                        help="only blocks of at least USECS (default 1)")
+    parser.add_argument("-M", "--max-block-time", type=common.positive_int, metavar="USECS",
+                        help="only blocks of at most USECS")
+
+
+def stack_defines(args, prog: str) -> dict[str, int]:
+    if args.svg:
+        where = os.path.dirname(os.path.abspath(args.svg))
+        if not os.path.isdir(where) or not os.access(where, os.W_OK):
+            raise SystemExit(f"{prog}: --svg: cannot write into {where}")
+    if args.user_stacks_only:
+        return {"USER_STACKS_ONLY": 1}
+    if args.kernel_stacks_only:
+        return {"KERNEL_STACKS_ONLY": 1}
+    return {}
+
+
+def defines(args) -> dict[str, int]:
+    out = stack_defines(args, "bpfwatch offcputime")
+    out["MIN_BLOCK_US"] = args.min_block_time
+    if args.max_block_time:
+        if args.max_block_time < args.min_block_time:
+            raise SystemExit("bpfwatch offcputime: --max-block-time is below --min-block-time")
+        out["MAX_BLOCK_US"] = args.max_block_time
+    return out
+
+
+def wait_done(args) -> None:
+    """Until -d elapses or Ctrl-C/SIGTERM (the caller prints afterwards)."""
+    from tracers.runtime import Stop
+    end = common.deadline(args)
+    try:
+        while end is None or time.monotonic() < end:
+            time.sleep(1.0 if end is None else max(0.0, min(1.0, end - time.monotonic())))
+    except Stop:
+        pass
+
+
+def stack_rows(session, map_name: str, scale: float = 1.0) -> tuple[list[dict], int]:
+    """Symbolised rows of a (tgid, user_stack, kernel_stack, comm) -> value map,
+    biggest first, and how many stacks were missing."""
+    from tracers.runtime.stacks import Symbolizer
+    sym = Symbolizer(session.bpf)
+    merged: dict[tuple, dict] = {}
+    for key, value in session.bpf[map_name].items():
+        comm = decoders.comm(common.raw_field(key, "comm"))
+        user = sym.user(key.user_stack, key.tgid) if key.user_stack != -1 else []
+        kernel = sym.kernel(key.kernel_stack) if key.kernel_stack != -1 else []
+        ident = (key.tgid, comm, tuple(user), tuple(kernel))  # ids differ, names may not
+        row = merged.setdefault(ident, {"pid": key.tgid, "comm": comm, "user_stack": user,
+                                        "kernel_stack": kernel, "value": 0})
+        row["value"] += value.value
+    rows = list(merged.values())
+    for row in rows:
+        row["value"] = int(row["value"] * scale)
+    rows = [r for r in rows if r["value"] > 0]
+    rows.sort(key=lambda r: (-r["value"], r["comm"], r["pid"]))
+    return rows, sym.missing
+
+
+def frames(row: dict) -> list[str]:
+    return [row["comm"], *row["user_stack"], *row["kernel_stack"]]
+
+
+def report(session, args, rows: list[dict], missing: int, unit: str, title: str) -> None:
+    """Folded lines (or JSON objects), then the SVG if asked for."""
+    for row in rows:
+        if args.json:
+            common.emit({**row, "unit": unit})
+        else:
+            print(flamegraph.folded_line(frames(row), row["value"]))
+    failures = session.stats()["map_update_failures"]
+    if args.json:
+        common.emit({"summary": {"stacks": len(rows), "total": sum(r["value"] for r in rows), "unit": unit,
+                                 "missing_stacks": missing, "map_update_failures": failures}})
+    if missing or failures:
+        print(f"bpfwatch {session.spec.name}: {missing} stacks missing, {failures} map updates failed "
+              "(maps full?)", file=sys.stderr)
+    if args.svg:
+        flamegraph.write_svg(args.svg, [(frames(r), r["value"]) for r in rows], title=title, unit=unit)
+        print(f"bpfwatch {session.spec.name}: flame graph written to {args.svg}", file=sys.stderr)
+    sys.stdout.flush()
+
+
+def run(session, args) -> int:
+    common.announce(session, "off-CPU time")
+    wait_done(args)
+    rows, missing = stack_rows(session, "totals", scale=1e-3)  # ns -> usecs
+    report(session, args, rows, missing, "us", "Off-CPU Time Flame Graph")
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)
