@@ -29,9 +29,10 @@ class PcapWriter:
 
     def write(self, ts_ns: int, data: bytes, orig_len: int | None = None) -> None:
         """One packet; ts_ns is nanoseconds since the epoch (kept to microseconds)."""
+        orig_len = orig_len or len(data)
         data = data[:self.snaplen]
         sec, usec = divmod(ts_ns // 1000, 1_000_000)
-        self.out.write(_RECORD.pack(sec, usec, len(data), orig_len or len(data)) + data)
+        self.out.write(_RECORD.pack(sec, usec, len(data), orig_len) + data)
         self.count += 1
 
 
