@@ -139,8 +139,11 @@ def add_arguments(parser) -> None:
 def link_layer_len(name: str) -> int:
     """14 on Ethernet and loopback, 0 on raw-IP devices (tun, wireguard)."""
     from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        kind = ipr.get_links(socket.if_nametoindex(name))[0]["ifi_type"]
+    try:
+        with IPRoute() as ipr:
+            kind = ipr.get_links(socket.if_nametoindex(name))[0]["ifi_type"]
+    except Exception:  # vanished since parsing: attaching will say so in one line
+        return 14
     return 14 if kind in (1, 772) else 0  # ARPHRD_ETHER, ARPHRD_LOOPBACK
 
 
