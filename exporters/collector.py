@@ -195,11 +195,11 @@ class MapCollector:
             if lv is not None:
                 bucket = groups.setdefault(lv, {})
                 bucket[slot] = bucket.get(slot, 0) + count
-        sums = self._sums(target, metric, labels)
 
         def merge(a, b):
             return {s: a.get(s, 0) + b.get(s, 0) for s in a.keys() | b.keys()}
         groups = self._guard(target, metric, groups, len(names), merge, lambda c: sum(c.values()))
+        sums = self._sums(target, metric, labels)  # after the guard: it folds the same way
         mkey = (target.name, metric.name)
         top = max([self._top_slot.get(mkey, 0)] + [s for c in groups.values() for s in c])
         self._top_slot[mkey] = top

@@ -78,27 +78,37 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+class _NeedsOptions(Exception):
+    pass
+
+
 def default_args(module):
     """The tracer's CLI defaults: the exporter runs what `bpfwatch <tracer>` runs."""
     parser = common.build_parser(module.SPEC, interval=getattr(module, "INTERVAL", False))
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
-    try:
-        return parser.parse_args([])
-    except SystemExit:
-        return None
+
+    def refuse(message):
+        raise _NeedsOptions(message)
+    parser.error = refuse
+    return parser.parse_args([])
 
 
 def builtin_job(module) -> Job:
-    spec, args = module.SPEC, default_args(module)
+    from tracers.runtime import BpfwatchError
+    spec = module.SPEC
     job = Job(spec)
-    if args is not None:
+    try:
+        args = default_args(module)
         if hasattr(module, "defines"):
             job.defines.update(module.defines(args))
         if hasattr(module, "skip_hooks"):
             job.skip.update(module.skip_hooks(args))
         if hasattr(module, "attachers"):
             job.attachers = module.attachers(args)
+    except (_NeedsOptions, SystemExit, AttributeError, ValueError) as exc:
+        raise BpfwatchError(f"{spec.name} needs options the exporter does not pass "
+                            f"({exc}); run it as `bpfwatch {spec.name}` instead") from None
     job.defines.update(spec.exporter_defines)
     job.skip.update(spec.exporter_skip)
     return job

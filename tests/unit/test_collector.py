@@ -202,3 +202,15 @@ def test_number_reads_scalars_fields_and_percpu_copies():
     assert number(Stats(3, 9), "total_ns") == 9
     assert number((ctypes.c_uint64 * 3)(1, 2, 3)) == 6
     assert number([Stats(1, 0), Stats(2, 0)], "count") == 3
+
+
+def test_histogram_sums_fold_like_their_buckets():
+    m = Metric("reads_bytes", "Reads.", map="h", kind="histogram", buckets="exp2", sum_map="s",
+               labels=(Label("comm", "comm", "comm"),))
+    h = FakeMap([(ProcKey(b"a", 1), 1), (ProcKey(b"b", 2), 1), (ProcKey(b"c", 3), 1)])
+    s = FakeMap([(ProcKey(b"a", 0), 1), (ProcKey(b"b", 0), 3), (ProcKey(b"c", 0), 5)])
+    reg, _ = collector({"h": h, "s": s}, [m], per_process=True, max_series=2)
+    assert reg.get_sample_value("bpfwatch_reads_bytes_sum", {"comm": "a"}) == 1
+    assert reg.get_sample_value("bpfwatch_reads_bytes_sum", {"comm": "b"}) == 3
+    assert reg.get_sample_value("bpfwatch_reads_bytes_sum", {"comm": "other"}) == 5
+    assert reg.get_sample_value("bpfwatch_reads_bytes_count", {"comm": "other"}) == 1
