@@ -40,7 +40,7 @@ struct bio_event {
     char comm[16];
     char rwbs[8];
 };
-BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
+BPF_RINGBUF_OUTPUT(events, 128);  // pages: 512 KiB
 #else
 struct hist_key {
     u32 dev;   // 0 unless PER_DISK
@@ -48,6 +48,7 @@ struct hist_key {
     char rwbs[8];  // empty unless PER_FLAGS
 };
 BPF_HASH(dist, struct hist_key, u64, 4096);
+BPF_HASH(dist_sum, struct hist_key, u64, 256);  // slot 0: the histogram's _sum
 #endif
 
 // -p/--comm apply to the issuer recorded at insert/issue, not to whoever
@@ -143,6 +144,12 @@ static __always_inline int complete_common(struct start_key *key, u64 sector, s3
     u64 zero = 0, *count = dist.lookup_or_try_init(&hk, &zero);
     if (count)
         __sync_fetch_and_add(count, 1);
+    else
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    hk.slot = 0;
+    u64 *sum = dist_sum.lookup_or_try_init(&hk, &zero);
+    if (sum)
+        __sync_fetch_and_add(sum, delta);
     else
         bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
 #endif

@@ -33,7 +33,7 @@ BPF_PERCPU_ARRAY(scratch, struct open_event, 1);
 // Opens by result: slot 0 success, else the errno (the exporter's counter).
 BPF_PERCPU_ARRAY(opens, u64, MAX_ERRNO_SLOT + 1);
 #ifndef COUNT_ONLY
-BPF_RINGBUF_OUTPUT(events, 256);  // pages: 1 MiB
+BPF_RINGBUF_OUTPUT(events, 1024);  // pages: 4 MiB, opens come in bursts
 #endif
 
 // --path-prefix arrives as PREFIX_LEN (1..32) and four little-endian u64

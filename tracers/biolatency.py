@@ -15,10 +15,11 @@ SPEC = TracerSpec(
     metrics=(
         Metric("block_io_latency_seconds", "Block I/O latency, issue to completion, by disk.",
                map="dist", kind="histogram", labels=(Label("disk", "dev", "disk_name"),),
-               buckets="exp2", multiplier=1e-6),
+               buckets="exp2", multiplier=1e-6, sum_map="dist_sum"),
     ),
     # One series per disk, 65 slots at most: bounded and cheap.
     exporter_defines={"PER_DISK": 1},
+    exporter_skip=("on_insert",),  # queue time (-Q) is a CLI option
     exporter_default=True,
     examples=(
         "bpfwatch biolatency                  # histogram until Ctrl-C",
