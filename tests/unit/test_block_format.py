@@ -1,0 +1,94 @@
+"""biolatency/biosnoop pure parts: --disk lookup, histogram deltas, records."""
+import argparse
+import ctypes
+
+import pytest
+
+from tracers import biolatency, biosnoop, blockcommon
+
+
+@pytest.fixture
+def sysfs(tmp_path):
+    for name, dev, partition in (("loop3", "7:3", False), ("nvme0n1", "259:0", False),
+                                 ("nvme0n1p1", "259:1", True), ("junk", "x:y", False)):
+        d = tmp_path / "class" / "block" / name
+        d.mkdir(parents=True)
+        (d / "dev").write_text(dev + "\n")
+        if partition:
+            (d / "partition").write_text("1\n")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("name, dev", [("loop3", 7 << 20 | 3), ("/dev/loop3", 7 << 20 | 3),
+                                       ("nvme0n1", 259 << 20)])
+def test_disk_dev(sysfs, name, dev):
+    assert blockcommon.disk_dev(name, sysfs=sysfs) == dev
+
+
+@pytest.mark.parametrize("name, words", [
+    ("nvme0n1p1", "is a partition"), ("sdz", "no block device named 'sdz'"),
+    ("junk", "no block device"), ("../loop3", "disk name"), ("", "disk name"), ("/dev/", "disk name"),
+])
+def test_bad_disk(sysfs, name, words):
+    with pytest.raises(SystemExit, match=words):
+        blockcommon.disk_dev(name, sysfs=sysfs, prog="bpfwatch biolatency")
+
+
+def test_insert_hook_is_skipped_unless_needed():
+    args = argparse.Namespace(queued=False, pid=None, comm=None)
+    assert blockcommon.skip_hooks(args, needs_issuer=False) == {"on_insert"}
+    assert blockcommon.skip_hooks(args, needs_issuer=True) == set()
+    assert blockcommon.skip_hooks(argparse.Namespace(queued=True, pid=None, comm=None), False) == set()
+    assert blockcommon.skip_hooks(argparse.Namespace(queued=False, pid=7, comm=None), False) == set()
+
+
+def test_defines():
+    args = argparse.Namespace(queued=True, disk=None, milliseconds=True, disks=True, flags=False)
+    assert biolatency.defines(args) == {"QUEUED": 1, "MILLISECONDS": 1, "PER_DISK": 1}
+    snoop = argparse.Namespace(queued=False, disk=None)
+    assert biosnoop.defines(snoop) == {"BIOSNOOP": 1}
+
+
+def test_deltas_keep_only_what_grew():
+    before = {(1, "R"): {3: 5, 4: 1}}
+    now = {(1, "R"): {3: 7, 4: 1, 5: 2}, (2, "W"): {1: 1}}
+    assert biolatency.deltas(now, before) == {(1, "R"): {3: 2, 5: 2}, (2, "W"): {1: 1}}
+    assert biolatency.deltas(before, before) == {}
+
+
+def test_records_and_text_per_disk_and_flags():
+    args = argparse.Namespace(disks=True, flags=True)
+    dev = 259 << 20 | 999  # no such device: named MAJ:MIN
+    records = biolatency.to_records(args, {(dev, "WS"): {1: 2, 4: 3}, (dev, "R"): {0: 1}})
+    assert records == [
+        {"disk": "259:999", "flags": "R", "buckets": [{"low": 0, "high": 0, "count": 1}], "total": 1},
+        {"disk": "259:999", "flags": "WS", "buckets": [{"low": 1, "high": 1, "count": 2},
+                                                        {"low": 8, "high": 15, "count": 3}], "total": 5},
+    ]
+    text = biolatency.format_text(args, records, "usecs")
+    assert "disk = 259:999, flags = WS" in text
+    assert "         8 -> 15         : 3        |****************************************|" in text
+
+
+def test_plain_histogram_has_no_heading():
+    args = argparse.Namespace(disks=False, flags=False)
+    records = biolatency.to_records(args, {(0, ""): {2: 4}})
+    assert records == [{"buckets": [{"low": 2, "high": 3, "count": 4}], "total": 4}]
+    assert biolatency.format_text(args, records, "msecs").startswith("\n     msecs")
+
+
+class Event(ctypes.Structure):  # struct bio_event in bpf_c/block.bpf.c
+    _fields_ = [("ts", ctypes.c_uint64), ("sector", ctypes.c_uint64), ("latency_ns", ctypes.c_uint64),
+                ("queue_ns", ctypes.c_uint64), ("dev", ctypes.c_uint32), ("pid", ctypes.c_uint32),
+                ("bytes", ctypes.c_uint32), ("error", ctypes.c_int32), ("comm", ctypes.c_char * 16),
+                ("rwbs", ctypes.c_char * 8)]
+
+
+def test_biosnoop_record_and_line():
+    e = Event(ts=1_000_000_000, sector=800, latency_ns=1_234_567, queue_ns=5_000, dev=259 << 20 | 999,
+              pid=7, bytes=4096, error=-5, comm=b"dd", rwbs=b"WS")
+    rec = biosnoop.to_record(e, 10.0)
+    assert rec == {"time": 11.0, "pid": 7, "comm": "dd", "disk": "259:999", "rwbs": "WS", "sector": 800,
+                   "bytes": 4096, "latency_ms": 1.235, "queue_ms": 0.005, "error": "EIO"}
+    line = biosnoop.format_line(rec, queued=True)
+    assert line.endswith("dd               7       259:999   WS             800     4096    0.005    1.235  EIO")
