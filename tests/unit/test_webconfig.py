@@ -90,3 +90,26 @@ def test_bad_tls_options_name_the_field(tmp_path, cert):
 def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(WebConfigError, match="cannot read: No such file or directory"):
         webconfig.load(str(tmp_path / "absent.yml"))
+
+
+def test_listen_addresses_default_to_loopback():
+    import argparse
+
+    from exporters.daemon import build_parser, listen_address
+    assert build_parser().parse_args([]).listen == ("127.0.0.1", 9435)
+    assert listen_address("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert listen_address("[::1]:9435") == ("::1", 9435)
+    assert listen_address(":9435") == ("", 9435)  # every interface: only when asked
+    for bad in ("9435", "localhost:9435", "127.0.0.1:99999", "127.0.0.1:http"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            listen_address(bad)
+
+
+def test_builtin_tracers_run_with_their_cli_defaults_and_exporter_settings():
+    from exporters.daemon import builtin_job
+    from tracers import execsnoop, syscount
+    job = builtin_job(syscount)
+    assert job.skip == {"on_sys_exit"} and "COUNT_AT_EXIT" not in job.defines
+    job = builtin_job(execsnoop)
+    assert job.defines["EXPORTER_COUNTS"] == 1
+    assert {"on_execve_enter", "on_exec"} <= job.skip
