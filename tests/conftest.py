@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from vmtier import IN_VM, proxy_on_host, pytest_runtest_logreport  # noqa: F401 (hook)
+
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 READY = "Hit Ctrl-C to end."
@@ -19,10 +21,11 @@ READY = "Hit Ctrl-C to end."
 
 def pytest_collection_modifyitems(config, items):
     # Kernel tests may skip only when not root; in CI (root) they run.
-    skip = pytest.mark.skip(reason="needs root: loads BPF programs into the host kernel")
+    skip = pytest.mark.skip(reason="needs root: loads BPF programs into the kernel")
     for item in items:
-        if "kernel" in item.keywords and not IS_ROOT:
+        if ("kernel" in item.keywords or "vm" in item.keywords) and not IS_ROOT:
             item.add_marker(skip)
+    proxy_on_host([i for i in items if IS_ROOT])
 
 
 class TracerProcess:
