@@ -245,7 +245,7 @@ def run(args) -> int:
     jobs, notes = plan_jobs(args, probe)
     for note in notes:
         print(f"{PROG}: {note}", file=sys.stderr)
-    registry = CollectorRegistry()
+    registry = CollectorRegistry(auto_describe=True)  # names known: /metrics?name[]=... works
     with runtime.stop_on_signals(), contextlib.ExitStack() as stack:
         server = None if args.check else make_server(*args.listen, registry, web)
         if server is not None:
