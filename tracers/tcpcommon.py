@@ -1,0 +1,136 @@
+"""Shared by the TCP tracers: options, -D filters and tuple decoding.
+
+The C side is bpf_c/tcpcommon.h (struct tcp_tuple, port slots, filters).
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+
+from tracers import decoders
+
+PORT_SLOTS = 8  # keep in step with LPORT_0..7 / RPORT_0..7 in tcpcommon.h
+
+# struct sock fields the kprobe alternatives read (tracepoints carry them).
+SOCK_FIELDS = {
+    "OFF_SK_FAMILY": ("sock", "__sk_common.skc_family"),
+    "OFF_SK_STATE": ("sock", "__sk_common.skc_state"),
+    "OFF_SK_NUM": ("sock", "__sk_common.skc_num"),
+    "OFF_SK_DPORT": ("sock", "__sk_common.skc_dport"),
+    "OFF_SK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "OFF_SK_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "OFF_SK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
+    "OFF_SK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
+}
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {value}")
+    return value
+
+
+def add_filters(parser, local: bool = True, remote: bool = True) -> None:
+    """-4/-6 and repeatable --lport/--rport."""
+    fam = parser.add_mutually_exclusive_group()
+    fam.add_argument("-4", "--ipv4", action="store_true", help="IPv4 only")
+    fam.add_argument("-6", "--ipv6", action="store_true", help="IPv6 only")
+    if local:
+        parser.add_argument("--lport", type=port_number, action="append", metavar="PORT",
+                            help=f"only this local port (repeatable, up to {PORT_SLOTS})")
+    if remote:
+        parser.add_argument("--rport", type=port_number, action="append", metavar="PORT",
+                            help=f"only this remote port (repeatable, up to {PORT_SLOTS})")
+
+
+def port_slots(prefix: str, ports: list[int] | None, tracer: str) -> dict[str, int]:
+    """All slots or none: unused slots repeat the first port (C ORs them)."""
+    if not ports:
+        return {}
+    if len(ports) > PORT_SLOTS:
+        raise SystemExit(f"bpfwatch {tracer}: at most {PORT_SLOTS} --{prefix.lower()} options")
+    padded = list(ports) + [ports[0]] * (PORT_SLOTS - len(ports))
+    return {f"{prefix}_{i}": p for i, p in enumerate(padded)}
+
+
+def filter_defines(args, tracer: str) -> dict[str, int]:
+    out = {}
+    if args.ipv4:
+        out["FILTER_FAMILY"] = socket.AF_INET
+    elif args.ipv6:
+        out["FILTER_FAMILY"] = socket.AF_INET6
+    out.update(port_slots("LPORT", getattr(args, "lport", None), tracer))
+    out.update(port_slots("RPORT", getattr(args, "rport", None), tracer))
+    return out
+
+
+def family_name(family: int) -> str:
+    return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}.get(family, f"af_{family}")
+
+
+def address(family: int, raw: bytes) -> str:
+    """struct tcp_tuple address bytes (IPv4 in the first 4) -> text."""
+    if family == socket.AF_INET6:
+        return decoders.inet6(bytes(raw[:16]))
+    return decoders.inet4(bytes(raw[:4]))
+
+
+def tuple_record(t) -> dict:
+    """A struct tcp_tuple (ctypes) -> the JSON fields every TCP tracer shares."""
+    return {
+        "family": family_name(t.family),
+        "laddr": address(t.family, bytes(t.laddr)),
+        "lport": t.lport,
+        "raddr": address(t.family, bytes(t.raddr)),
+        "rport": t.rport,
+    }
+
+
+def endpoint(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def wall_clock_offset() -> float:
+    """Add to bpf_ktime_get_ns()/1e9 (CLOCK_MONOTONIC) to get Unix time."""
+    return time.time() - time.monotonic()
+
+
+def clock(ts_seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts_seconds))
+
+
+def stream(session, args, what: str, header: str, to_record, format_line) -> int:
+    """Print each ring buffer event (text or JSON) until -d, Ctrl-C or SIGTERM."""
+    import sys
+
+    from tracers import common
+    boot_offset = wall_clock_offset()
+    seen = 0
+
+    def on_event(event):
+        nonlocal seen
+        seen += 1
+        rec = to_record(event, boot_offset)
+        if args.json:
+            common.emit(rec)
+        else:
+            print(format_line(rec), flush=True)
+
+    common.announce(session, what)
+    if not args.json:
+        print(header, flush=True)
+    try:
+        session.poll_events("events", on_event, common.deadline(args))
+    finally:
+        dropped = session.stats()["events_dropped"]
+        if dropped:
+            print(f"bpfwatch {session.spec.name}: {dropped} events dropped (ring buffer full)",
+                  file=sys.stderr)
+        if args.json:
+            common.emit({"summary": {"events": seen, "events_dropped": dropped}})
+    return 0
