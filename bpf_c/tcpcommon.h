@@ -31,6 +31,23 @@ struct tcp_tuple {
 };
 #define COPY_TUPLE(e, t) __builtin_memcpy(&(e)->family, (t), sizeof(struct tcp_tuple))
 
+// -c counts: one end's port and both addresses (a destination, a service).
+struct peer_key {
+    u16 family;
+    u16 port;
+    u32 pad;
+    u8 laddr[16];
+    u8 raddr[16];
+};
+
+static __always_inline void peer_key_of(struct peer_key *k, const struct tcp_tuple *t, u16 port)
+{
+    k->family = t->family;
+    k->port = port;
+    __builtin_memcpy(k->laddr, t->laddr, 16);
+    __builtin_memcpy(k->raddr, t->raddr, 16);
+}
+
 // sock:inet_sock_set_state and tcp:tcp_retransmit_skb name these fields
 // alike (sport is the local port). The tracepoint record is kernel memory.
 #define TUPLE_FROM_TP(t, args) do {                                              \

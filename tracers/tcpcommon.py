@@ -134,3 +134,32 @@ def stream(session, args, what: str, header: str, to_record, format_line) -> int
         if args.json:
             common.emit({"summary": {"events": seen, "events_dropped": dropped}})
     return 0
+
+
+def add_count_flag(parser, what: str) -> None:
+    parser.add_argument("-c", "--count", action="store_true",
+                        help=f"count {what} in the kernel and print the totals at the end")
+
+
+def read_peer_counts(table, value_fields: tuple[str, ...]) -> list[dict]:
+    """A struct peer_key map -> rows (family, laddr, raddr, port, counts...)."""
+    rows = []
+    for key, value in table.items():
+        row = {"family": family_name(key.family),
+               "laddr": address(key.family, bytes(key.laddr)),
+               "raddr": address(key.family, bytes(key.raddr)),
+               "port": key.port}
+        if value_fields:
+            row.update({f: getattr(value, f) for f in value_fields})
+        else:
+            row["count"] = value.value
+        rows.append(row)
+    first = value_fields[0] if value_fields else "count"
+    return sorted(rows, key=lambda r: (-r[first], r["raddr"], r["port"]))
+
+
+def wait_for_end(args) -> None:
+    """Sleep until -d or Ctrl-C/SIGTERM, for tracers that report at the end."""
+    from tracers import common
+    common.interval_loop(argparse.Namespace(interval=None, count=None, duration=args.duration),
+                         lambda final: None)

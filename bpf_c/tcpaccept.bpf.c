@@ -1,0 +1,112 @@
+// tcpaccept: passive TCP opens. With the tracepoint, a record when the
+// handshake completes (SYN_RECV -> ESTABLISHED: the connection is ready to
+// accept). That runs in softirq, where the current task is arbitrary, so
+// pid/comm are the process that called listen() on the port (0 and "" if
+// that was before tracing began). The kprobe alternative traces
+// inet_csk_accept's return, in the accepting process itself.
+#include <uapi/linux/ptrace.h>
+#include <net/sock.h>
+#include "bpfwatch.h"
+#include "tcpcommon.h"
+
+struct listener {
+    u64 sk;
+    u32 pid;
+    u32 pad;
+    char comm[16];
+};
+
+struct accept_event {
+    u64 ts;
+    u32 pid;
+    TCP_TUPLE_FIELDS
+    char comm[16];
+};
+
+#ifdef COUNT_MODE
+BPF_TABLE("lru_hash", struct peer_key, u64, accepts, 10240);
+#else
+BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
+#endif
+
+static __always_inline int report(const struct tcp_tuple *t, u32 pid, const char *comm)
+{
+    if (tuple_filtered_out(t) || owner_filtered_out(pid, comm))
+        return 0;
+#ifdef COUNT_MODE
+    struct peer_key k = {};
+    u64 zero = 0;
+    peer_key_of(&k, t, t->lport);
+    u64 *n = accepts.lookup_or_try_init(&k, &zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+#else
+    struct accept_event e = {.pid = pid};
+    e.ts = bpf_ktime_get_ns();
+    COPY_TUPLE(&e, t);
+    __builtin_memcpy(e.comm, comm, sizeof(e.comm));
+    if (events.ringbuf_output(&e, sizeof(e), 0))
+        bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);
+#endif
+    return 0;
+}
+
+#ifdef HOOK_TRACEPOINT
+BPF_TABLE("lru_hash", u32, struct listener, listeners, 4096);  // family << 16 | port
+
+int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
+{
+    if (args->protocol != IPPROTO_TCP)
+        return 0;
+    int oldstate = args->oldstate, newstate = args->newstate;
+    u32 lkey = (u32)args->family << 16 | args->sport;
+    u64 sk = (u64)args->skaddr;
+    if (newstate == BW_LISTEN) {
+        struct listener me = {.sk = sk};
+        me.pid = bpf_get_current_pid_tgid() >> 32;
+        bpf_get_current_comm(me.comm, sizeof(me.comm));
+        if (listeners.update(&lkey, &me))
+            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        return 0;
+    }
+    if (oldstate == BW_LISTEN && newstate == BW_CLOSE) {
+        struct listener *l = listeners.lookup(&lkey);
+        if (l && l->sk == sk)
+            listeners.delete(&lkey);
+        return 0;
+    }
+    if (oldstate != BW_SYN_RECV || newstate != BW_ESTABLISHED)
+        return 0;
+    struct tcp_tuple t = {};
+    TUPLE_FROM_TP(&t, args);
+    struct listener owner = {};
+    struct listener *l = listeners.lookup(&lkey);
+    if (l)
+        owner = *l;
+    return report(&t, owner.pid, owner.comm);
+}
+#endif
+
+#ifdef HOOK_KPROBE
+#ifndef OFF_SK_PROTOCOL
+#define OFF_SK_PROTOCOL offsetof(struct sock, sk_protocol)
+#endif
+
+int on_accept_return(struct pt_regs *ctx)
+{
+    const void *sk = (const void *)PT_REGS_RC(ctx);
+    u16 protocol = 0;
+    if (!sk)
+        return 0;
+    bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
+    if (protocol != IPPROTO_TCP)
+        return 0;
+    struct tcp_tuple t = {};
+    char comm[16] = {};
+    tuple_from_sk(&t, sk);
+    bpf_get_current_comm(comm, sizeof(comm));
+    return report(&t, bpf_get_current_pid_tgid() >> 32, comm);
+}
+#endif

@@ -1,0 +1,115 @@
+// tcpconnect: active TCP opens, one record per connect() attempt when it
+// resolves (established, refused, failed) with its latency. The source
+// port is picked after the socket enters SYN_SENT, so the attempt is
+// recorded there, in connect() and so in the caller's context, and
+// reported when the socket leaves SYN_SENT (usually in softirq).
+#include <uapi/linux/ptrace.h>
+#include <net/sock.h>
+#include "bpfwatch.h"
+#include "tcpcommon.h"
+
+// sk_err says why an attempt failed: BTF offset (-D) unless headers match.
+#ifndef OFF_SK_ERR
+#define OFF_SK_ERR offsetof(struct sock, sk_err)
+#endif
+
+struct attempt {
+    u64 ts;
+    u32 pid;
+    u32 pad;
+    char comm[16];
+};
+
+struct connect_event {
+    u64 ts;
+    u64 latency_ns;
+    u32 pid;
+    s32 err;          // sk_err when the attempt failed (ECONNREFUSED, ...)
+    u32 established;
+    TCP_TUPLE_FIELDS
+    char comm[16];
+};
+
+struct dest_count {
+    u64 connects;
+    u64 failed;
+};
+
+BPF_TABLE("lru_hash", u64, struct attempt, attempts, 65536);
+#ifdef COUNT_MODE
+BPF_TABLE("lru_hash", struct peer_key, struct dest_count, dests, 10240);
+#else
+BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
+#endif
+
+static __always_inline int on_state(const void *sk, int oldstate, int newstate,
+                                    struct tcp_tuple *t)
+{
+    u64 key = (u64)sk;
+    if (newstate == BW_SYN_SENT) {
+        if (bpfwatch_filtered_out())
+            return 0;
+        struct attempt a = {.ts = bpf_ktime_get_ns()};
+        a.pid = bpf_get_current_pid_tgid() >> 32;
+        bpf_get_current_comm(a.comm, sizeof(a.comm));
+        if (attempts.update(&key, &a))
+            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        return 0;
+    }
+    if (oldstate != BW_SYN_SENT)
+        return 0;
+    struct attempt *a = attempts.lookup(&key);
+    if (!a)
+        return 0;
+    if (tuple_filtered_out(t))
+        goto done;
+    u32 ok = newstate != BW_CLOSE;
+#ifdef COUNT_MODE
+    struct peer_key k = {};
+    struct dest_count zero = {};
+    peer_key_of(&k, t, t->rport);
+    struct dest_count *c = dests.lookup_or_try_init(&k, &zero);
+    if (c) {
+        __sync_fetch_and_add(&c->connects, 1);
+        if (!ok)
+            __sync_fetch_and_add(&c->failed, 1);
+    } else {
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    }
+#else
+    struct connect_event e = {.pid = a->pid, .established = ok};
+    e.ts = bpf_ktime_get_ns();
+    e.latency_ns = e.ts - a->ts;
+    COPY_TUPLE(&e, t);
+    __builtin_memcpy(e.comm, a->comm, sizeof(e.comm));
+    if (!ok)
+        bpf_probe_read_kernel(&e.err, sizeof(e.err), (const char *)sk + OFF_SK_ERR);
+    if (events.ringbuf_output(&e, sizeof(e), 0))
+        bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);
+#endif
+done:
+    attempts.delete(&key);
+    return 0;
+}
+
+#ifdef HOOK_TRACEPOINT
+int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
+{
+    if (args->protocol != IPPROTO_TCP)
+        return 0;
+    struct tcp_tuple t = {};
+    TUPLE_FROM_TP(&t, args);
+    return on_state(args->skaddr, args->oldstate, args->newstate, &t);
+}
+#endif
+
+#ifdef HOOK_KPROBE
+// tcp_set_state(sk, state) runs before the change: the old state is in sk.
+int on_set_state(struct pt_regs *ctx)
+{
+    const void *sk = (const void *)PT_REGS_PARM1(ctx);
+    struct tcp_tuple t = {};
+    tuple_from_sk(&t, sk);
+    return on_state(sk, sk_state(sk), (int)PT_REGS_PARM2(ctx), &t);
+}
+#endif

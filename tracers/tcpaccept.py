@@ -1,0 +1,89 @@
+"""tcpaccept: passive TCP opens (connections accepted by listeners)."""
+from __future__ import annotations
+
+import sys
+
+from tracers import common, decoders, tcpcommon
+from tracers.spec import Alternative, Hook, TracerSpec
+
+SPEC = TracerSpec(
+    name="tcpaccept",
+    summary="trace TCP passive opens (accepted connections), or count them per service",
+    c_file="tcpaccept.bpf.c",
+    alternatives=(
+        # Handshake completion; pid/comm: the process that called listen().
+        Alternative("tracepoint", (
+            Hook("tracepoint", "sock:inet_sock_set_state", "on_set_state"),
+        ), define="HOOK_TRACEPOINT", needs=("ringbuf",)),
+        # accept() returning, in the accepting process (as bcc's tcpaccept).
+        Alternative("kprobe", (
+            Hook("kretprobe", "inet_csk_accept", "on_accept_return"),
+        ), define="HOOK_KPROBE",
+            btf_fields={"OFF_SK_PROTOCOL": ("sock", "sk_protocol"), **tcpcommon.SOCK_FIELDS},
+            needs=("ringbuf",)),
+    ),
+    events_map="events",
+    exporter_defines={"COUNT_MODE": 1},
+    examples=(
+        "bpfwatch tcpaccept                   # every accepted connection",
+        "bpfwatch tcpaccept -c -d 30          # count per service and client for 30 s",
+        "bpfwatch tcpaccept --lport 22 -6     # IPv6 connections to local port 22",
+        "bpfwatch tcpaccept --json            # JSON lines",
+    ),
+)
+
+
+def add_arguments(parser) -> None:
+    tcpcommon.add_filters(parser)
+    tcpcommon.add_count_flag(parser, "accepts per service (local address and port) and client address")
+
+
+def defines(args) -> dict[str, int]:
+    out = tcpcommon.filter_defines(args, "tcpaccept")
+    if args.count:
+        out["COUNT_MODE"] = 1
+    return out
+
+
+def to_record(event, boot_offset: float) -> dict:
+    return {
+        "time": round(event.ts / 1e9 + boot_offset, 6),
+        "pid": event.pid,
+        "comm": decoders.comm(bytes(event.comm)),
+        **tcpcommon.tuple_record(event),
+    }
+
+
+HEADER = (f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'IP':<4} {'RADDR':<26} {'RPORT':>5} "
+          f"{'LADDR':<26} {'LPORT':>5}")
+
+
+def format_line(rec: dict) -> str:
+    return (f"{tcpcommon.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
+            f"{rec['family']:<4} {rec['raddr']:<26} {rec['rport']:>5} {rec['laddr']:<26} "
+            f"{rec['lport']:>5}")
+
+
+def print_counts(session, args) -> None:
+    rows = tcpcommon.read_peer_counts(session.bpf["accepts"], ())
+    if args.json:
+        common.emit({"accepts": [{"family": r["family"], "laddr": r["laddr"], "lport": r["port"],
+                                  "raddr": r["raddr"], "accepts": r["count"]} for r in rows],
+                     "map_update_failures": session.stats()["map_update_failures"]})
+        return
+    print(f"{'LADDR':<26} {'LPORT':>5} {'RADDR':<26} {'ACCEPTS':>8}")
+    for r in rows:
+        print(f"{r['laddr']:<26} {r['port']:>5} {r['raddr']:<26} {r['count']:>8}")
+
+
+def run(session, args) -> int:
+    if not args.count:
+        return tcpcommon.stream(session, args, "TCP accepts", HEADER, to_record, format_line)
+    common.announce(session, "TCP accepts (counting)")
+    tcpcommon.wait_for_end(args)
+    print_counts(session, args)
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)

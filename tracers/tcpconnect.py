@@ -1,0 +1,97 @@
+"""tcpconnect: active TCP opens (connect()), with result and latency."""
+from __future__ import annotations
+
+import sys
+
+from tracers import common, decoders, tcpcommon
+from tracers.spec import Alternative, Hook, TracerSpec
+
+SPEC = TracerSpec(
+    name="tcpconnect",
+    summary="trace TCP active opens (connect()) with result and latency, or count them",
+    c_file="tcpconnect.bpf.c",
+    alternatives=(
+        Alternative("tracepoint", (
+            Hook("tracepoint", "sock:inet_sock_set_state", "on_set_state"),
+        ), define="HOOK_TRACEPOINT", btf_fields={"OFF_SK_ERR": ("sock", "sk_err")},
+            needs=("ringbuf",)),
+        Alternative("kprobe", (
+            Hook("kprobe", "tcp_set_state", "on_set_state"),
+        ), define="HOOK_KPROBE",
+            btf_fields={"OFF_SK_ERR": ("sock", "sk_err"), **tcpcommon.SOCK_FIELDS},
+            needs=("ringbuf",)),
+    ),
+    events_map="events",
+    exporter_defines={"COUNT_MODE": 1},
+    examples=(
+        "bpfwatch tcpconnect                  # every connect() as it resolves",
+        "bpfwatch tcpconnect -c -d 30         # count per destination for 30 s",
+        "bpfwatch tcpconnect --rport 443 -4   # IPv4 connects to port 443",
+        "bpfwatch tcpconnect -p 1234 --json   # by process 1234, as JSON lines",
+    ),
+)
+
+
+def add_arguments(parser) -> None:
+    tcpcommon.add_filters(parser)
+    tcpcommon.add_count_flag(parser, "connects per destination (source address, destination, port)")
+
+
+def defines(args) -> dict[str, int]:
+    out = tcpcommon.filter_defines(args, "tcpconnect")
+    if args.count:
+        out["COUNT_MODE"] = 1
+    return out
+
+
+def result(event) -> str:
+    if event.established:
+        return "established"
+    return decoders.errno_name(event.err) if event.err else "closed"
+
+
+def to_record(event, boot_offset: float) -> dict:
+    return {
+        "time": round(event.ts / 1e9 + boot_offset, 6),
+        "pid": event.pid,
+        "comm": decoders.comm(bytes(event.comm)),
+        **tcpcommon.tuple_record(event),
+        "latency_us": event.latency_ns // 1000,
+        "result": result(event),
+    }
+
+
+HEADER = (f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'IP':<4} {'SADDR':<26} {'SPORT':>5} "
+          f"{'DADDR':<26} {'DPORT':>5} {'LAT(ms)':>8} RESULT")
+
+
+def format_line(rec: dict) -> str:
+    return (f"{tcpcommon.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
+            f"{rec['family']:<4} {rec['laddr']:<26} {rec['lport']:>5} {rec['raddr']:<26} "
+            f"{rec['rport']:>5} {rec['latency_us'] / 1000:>8.3f} {rec['result']}")
+
+
+def print_counts(session, args) -> None:
+    rows = tcpcommon.read_peer_counts(session.bpf["dests"], ("connects", "failed"))
+    if args.json:
+        common.emit({"connects": [{"family": r["family"], "saddr": r["laddr"], "daddr": r["raddr"],
+                                   "dport": r["port"], "connects": r["connects"],
+                                   "failed": r["failed"]} for r in rows],
+                     "map_update_failures": session.stats()["map_update_failures"]})
+        return
+    print(f"{'SADDR':<26} {'DADDR':<26} {'DPORT':>5} {'CONNECTS':>9} {'FAILED':>7}")
+    for r in rows:
+        print(f"{r['laddr']:<26} {r['raddr']:<26} {r['port']:>5} {r['connects']:>9} {r['failed']:>7}")
+
+
+def run(session, args) -> int:
+    if not args.count:
+        return tcpcommon.stream(session, args, "TCP connects", HEADER, to_record, format_line)
+    common.announce(session, "TCP connects (counting)")
+    tcpcommon.wait_for_end(args)
+    print_counts(session, args)
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)
