@@ -70,6 +70,9 @@ def build_parser(spec: TracerSpec, interval: bool = False, leading=None) -> OneL
     parser.add_argument("--hook", metavar="NAME",
                         choices=[a.name for a in spec.alternatives],
                         help="force a hook alternative: " + ", ".join(a.name for a in spec.alternatives))
+    # Where struct offsets come from (tests compare BTF with matching headers).
+    parser.add_argument("--offsets", choices=("auto", "btf", "headers"), default="auto",
+                        help=argparse.SUPPRESS)
     if leading:  # positionals before [interval [count]], e.g. an interface
         leading(parser)
     if interval:
@@ -151,9 +154,12 @@ def main(module, argv=None) -> int:
         runtime.require_root()
         attachers = module.attachers(args) if hasattr(module, "attachers") else None
         skip = module.skip_hooks(args) if hasattr(module, "skip_hooks") else frozenset()
+        if hasattr(module, "spec_for"):  # hooks known only at run time (funccount)
+            spec = module.spec_for(args)
         with runtime.stop_on_signals():
             with runtime.Session(spec, defines, force=args.hook, attachers=attachers,
-                                 pid=args.pid or -1, skip=skip) as session:
+                                 pid=args.pid or -1, skip=skip,
+                                 offsets_from=args.offsets) as session:
                 return module.run(session, args) or 0
     except runtime.Stop:
         return 0

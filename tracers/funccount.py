@@ -1,0 +1,261 @@
+"""funccount: count calls of kernel functions, user functions or tracepoints.
+
+The targets come from a pattern at run time, so the hooks are built per run
+(spec_for): one Hook per matched target, all running the same program; the
+probe's index reaches the kernel as its BPF cookie (runtime/multiattach.py).
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracers import common, decoders
+from tracers.spec import Alternative, Hook, TracerSpec
+
+MAX_PROBES = 1000
+KERNEL_NAME = re.compile(r"^[A-Za-z0-9_.*?]+$")
+EVENT_NAME = re.compile(r"^[A-Za-z0-9_*?]+$")
+USER_NAME = re.compile(r"^[A-Za-z0-9_.*?@$]+$")
+TRACEFS = Path("/sys/kernel/tracing")
+BLACKLIST = Path("/sys/kernel/debug/kprobes/blacklist")
+
+
+def _alt(name: str, kind: str, target: str, feature: str) -> Alternative:
+    # Hooks are optional: a target that cannot be probed is skipped, not fatal;
+    # `needs` still rejects the alternative when the kernel lacks the feature.
+    return Alternative(name, (Hook(kind, target, "on_count", optional=True),),
+                       define=f"HOOK_{name.upper()}", needs=(feature,))
+
+
+# What `bpfwatch list` and --help see; a run replaces the targets (spec_for).
+SPEC = TracerSpec(
+    name="funccount",
+    summary="count calls of kernel functions, user functions or tracepoints matching a pattern",
+    c_file="funccount.bpf.c",
+    alternatives=(
+        _alt("fentry", "fentry", "FUNCTION", "fentry"),
+        _alt("kprobe", "kprobe", "FUNCTION", "kprobe"),
+        _alt("tracepoint", "tracepoint", "CATEGORY:EVENT", "tracepoint"),
+        _alt("uprobe", "uprobe", "LIBRARY:FUNCTION", "uprobe"),
+    ),
+    examples=(
+        "bpfwatch funccount 'vfs_*'                  # kernel functions, until Ctrl-C",
+        "bpfwatch funccount -d 5 'tcp_send*'         # for five seconds",
+        "bpfwatch funccount --hook kprobe do_sys_openat2   # kprobes even if fentry works",
+        "bpfwatch funccount 't:sched:sched_*' 1 10   # tracepoints, every second, ten times",
+        "bpfwatch funccount 'c:malloc'               # libc's malloc (uprobe)",
+        "bpfwatch funccount -p 1234 '/usr/bin/python3:PyObject_Call*'",
+    ),
+)
+INTERVAL = True
+KINDS = {"kernel": ("fentry", "kprobe"), "tracepoint": ("tracepoint",), "user": ("uprobe",)}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    kind: str  # kernel | tracepoint | user
+    library: str  # user functions only
+    category: str  # tracepoints only
+    name: str
+
+
+def parse_pattern(text: str) -> Pattern:
+    """`func`, `k:func`, `t:category:event`, `lib:func` (wildcards: * and ?)."""
+    parts = text.split(":")
+    if len(parts) == 3 and parts[0] == "t":
+        _, category, name = parts
+        if not (EVENT_NAME.match(category) and EVENT_NAME.match(name)):
+            raise ValueError(f"bad tracepoint pattern {text!r} (want t:CATEGORY:EVENT)")
+        return Pattern("tracepoint", "", category, name)
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == "k"):
+        name = parts[-1]
+        if not KERNEL_NAME.match(name):
+            raise ValueError(f"bad kernel function pattern {name!r}")
+        return Pattern("kernel", "", "", name)
+    if len(parts) == 2:
+        library, name = parts
+        if not library or "*" in library or not USER_NAME.match(name):
+            raise ValueError(f"bad user function pattern {text!r} (want LIBRARY:FUNCTION)")
+        return Pattern("user", library, "", name)
+    raise ValueError(f"bad pattern {text!r} (want FUNCTION, t:CATEGORY:EVENT or LIBRARY:FUNCTION)")
+
+
+def glob_regex(pattern: str) -> re.Pattern:
+    """`*` any run of characters, `?` one character; all else literal."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(f"^{body}$")
+
+
+def match(names, pattern: str) -> list[str]:
+    """Names matching a glob, in first-seen order, without duplicates."""
+    wanted = glob_regex(pattern)
+    return list(dict.fromkeys(n for n in names if wanted.match(n)))
+
+
+def kernel_functions() -> list[str]:
+    """Functions ftrace can trace (notrace ones are absent), without module tags."""
+    with open(TRACEFS / "available_filter_functions") as f:
+        return [line.split(" ", 1)[0].strip() for line in f if line.strip()]
+
+
+def blacklisted() -> set[str]:
+    try:
+        return {line.split()[-1] for line in BLACKLIST.read_text().splitlines() if line.strip()}
+    except OSError:
+        return set()
+
+
+def tracepoints(category: str, name: str) -> list[str]:
+    found = [f"{p.parent.parent.name}:{p.parent.name}"
+             for p in (TRACEFS / "events").glob(f"{category}/{name}/id")]
+    return sorted(found)
+
+
+def resolve(args) -> tuple[Pattern, list[str]]:
+    """The pattern's targets on this machine, once per run (cached on args)."""
+    if getattr(args, "_targets", None) is not None:
+        return args._targets
+    from tracers import runtime
+    from tracers.runtime import multiattach
+    prog = "bpfwatch funccount"
+    try:
+        pattern = parse_pattern(args.pattern)
+    except ValueError as exc:
+        raise SystemExit(f"{prog}: {exc}") from None
+    if args.hook and args.hook not in KINDS[pattern.kind]:
+        raise SystemExit(f"{prog}: --hook {args.hook} does not fit {pattern.kind} pattern "
+                         f"{args.pattern!r} (use {' or '.join(KINDS[pattern.kind])})")
+    runtime.require_root()
+    runtime.get_probe()  # mounts tracefs before anything reads it
+    try:
+        if pattern.kind == "kernel":
+            targets = match(kernel_functions(), pattern.name)
+        elif pattern.kind == "tracepoint":
+            targets = tracepoints(pattern.category, pattern.name)
+        else:
+            path = multiattach.library_path(pattern.library)
+            if path is None:
+                raise SystemExit(f"{prog}: no library or executable {pattern.library!r}")
+            targets = [f"{path}:{n}" for n in match(multiattach.user_functions(path), pattern.name)]
+    except (OSError, multiattach.AttachFailed) as exc:
+        raise SystemExit(f"{prog}: cannot list targets: {exc}") from None
+    if not targets:
+        raise SystemExit(f"{prog}: nothing matches {args.pattern!r}")
+    if len(targets) > args.max_probes:
+        raise SystemExit(f"{prog}: {args.pattern!r} matches {len(targets)} targets, more than "
+                         f"--max-probes {args.max_probes}; narrow the pattern or raise the cap")
+    args._targets = (pattern, targets)
+    return args._targets
+
+
+def add_positionals(parser) -> None:
+    parser.add_argument("pattern", metavar="PATTERN",
+                        help="FUNCTION (kernel), t:CATEGORY:EVENT or LIBRARY:FUNCTION; * and ? match")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--max-probes", type=common.positive_int, default=MAX_PROBES,
+                        help=f"refuse patterns matching more targets (default {MAX_PROBES})")
+    parser.add_argument("-T", "--top", type=common.positive_int, default=None,
+                        help="rows shown per interval (default: all)")
+
+
+def defines(args) -> dict[str, int]:
+    return {"NPROBES": len(resolve(args)[1])}
+
+
+def spec_for(args) -> TracerSpec:
+    """SPEC with one hook per target, for the alternatives that fit the pattern."""
+    pattern, targets = resolve(args)
+    alts = []
+    for alt in SPEC.alternatives:
+        if alt.name in KINDS[pattern.kind]:
+            kind = alt.hooks[0].kind
+            hooks = tuple(Hook(kind, t, "on_count", optional=True) for t in targets)
+            alts.append(Alternative(alt.name, hooks, define=alt.define, needs=alt.needs))
+    return TracerSpec(name=SPEC.name, summary=SPEC.summary, c_file=SPEC.c_file,
+                      alternatives=tuple(alts), examples=SPEC.examples)
+
+
+def attachers(args) -> dict:
+    """Attach each target with its index as cookie; record what fails."""
+    from tracers.runtime import multiattach
+    _, targets = resolve(args)
+    index = {t: i for i, t in enumerate(targets)}
+    args._skipped, args._attached = [], []
+    state = {}
+    refused = blacklisted()
+
+    def attach(session, hook):
+        if "multi" not in state:
+            state["multi"] = multiattach.MultiAttach(session)
+        multi, cookie = state["multi"], index[hook.target]
+        try:
+            if hook.kind == "kprobe":
+                if hook.target in refused:
+                    raise multiattach.AttachFailed("on the kprobe blacklist")
+                multi.kprobe("on_count", hook.target, cookie)
+            elif hook.kind == "fentry":
+                multi.fentry("on_count", hook.target, cookie)
+            elif hook.kind == "tracepoint":
+                multi.tracepoint("on_count", hook.target, cookie)
+            else:
+                library, _, symbol = hook.target.rpartition(":")
+                path, offset = multiattach.user_symbol(library, symbol, session.pid)
+                multi.uprobe("on_count", path, offset, cookie, pid=session.pid)
+        except (multiattach.AttachFailed, OSError) as exc:
+            args._skipped.append((hook.target, str(exc)))
+            return
+        args._attached.append(hook.target)
+    return {kind: attach for kind in ("kprobe", "fentry", "tracepoint", "uprobe")}
+
+
+def read_counts(session, targets: list[str]) -> dict[str, int]:
+    """Cumulative calls per target (the map is never cleared)."""
+    return {targets[k.value]: sum(per_cpu) for k, per_cpu in session.bpf["counts"].items()
+            if k.value < len(targets)}
+
+
+def deltas(now: dict[str, int], before: dict[str, int]) -> list[tuple[str, int]]:
+    rows = [(t, n - before.get(t, 0)) for t, n in now.items() if n > before.get(t, 0)]
+    return sorted(rows, key=lambda r: (-r[1], r[0]))
+
+
+def run(session, args) -> int:
+    from tracers.runtime import BpfwatchError
+    prog = "bpfwatch funccount"
+    _, targets = resolve(args)
+    for target, why in args._skipped:
+        print(f"{prog}: skipped {decoders.text(target.encode())}: {why}", file=sys.stderr)
+    if not args._attached:
+        raise BpfwatchError(f"none of the {len(targets)} targets of {args.pattern!r} could be probed")
+    before: dict[str, int] = {}
+    started = time.time()
+    common.announce(session, f"{len(args._attached)} of {len(targets)} targets of {args.pattern!r}")
+
+    def tick(final: bool) -> None:
+        nonlocal before, started
+        now = read_counts(session, targets)
+        rows = deltas(now, before)[:args.top]
+        before, began, started = now, started, time.time()
+        if args.json:
+            common.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
+                         "probes": len(args._attached), "skipped": len(args._skipped),
+                         "counts": [{"probe": decoders.text(t.encode()), "count": n} for t, n in rows]})
+            return
+        print(f"[{time.strftime('%H:%M:%S')}]")
+        width = max([40, *(len(t) for t, _ in rows)])
+        print(f"{'FUNC':<{width}} {'COUNT':>10}")
+        for target, count in rows:
+            print(f"{decoders.text(target.encode()):<{width}} {count:>10}")
+        print(flush=True)
+
+    common.interval_loop(args, tick)
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)
