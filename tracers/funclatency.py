@@ -40,7 +40,7 @@ SPEC = TracerSpec(
     examples=(
         "bpfwatch funclatency do_sys_openat2          # kernel function, nsecs, until Ctrl-C",
         "bpfwatch funclatency -u -d 10 vfs_read       # usecs, for ten seconds",
-        X,
+        "bpfwatch funclatency -m c:nanosleep 5 3      # libc's nanosleep, msecs, 3 x 5 s",
         "bpfwatch funclatency --hook kprobe vfs_write # kprobe+kretprobe even if fentry works",
         "bpfwatch funclatency -p 1234 /usr/bin/python3:PyEval_EvalCode",
     ),
