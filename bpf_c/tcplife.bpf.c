@@ -11,6 +11,10 @@
 #include "bpfwatch.h"
 #include "tcpcommon.h"
 
+#ifndef EMIT_EVENTS
+#define EMIT_EVENTS 0  // the CLI streams (1); the exporter only counts (0)
+#endif
+
 // tcp_sock/sock fields: BTF offsets (-D) unless the headers match the kernel.
 #ifndef OFF_TCP_SOCK_BYTES_ACKED
 #define OFF_TCP_SOCK_BYTES_ACKED offsetof(struct tcp_sock, bytes_acked)
@@ -83,7 +87,7 @@ BPF_TABLE("lru_hash", u32, struct listener, listeners, 4096);  // family << 16 |
 BPF_HASH(life_totals, struct family_key, struct totals, 16);
 BPF_HASH(life_hist, struct hist_key, u64, 256);
 BPF_HASH(life_us_sum, struct family_key, u64, 16);
-#ifdef EMIT_EVENTS
+#if EMIT_EVENTS
 BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
 #endif
 
@@ -208,7 +212,7 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
     __builtin_memcpy(e.comm, c->comm, sizeof(e.comm));
     payload_bytes(&e, sk, c->flags);
     account(&e);
-#ifdef EMIT_EVENTS
+#if EMIT_EVENTS
     if (events.ringbuf_output(&e, sizeof(e), 0))
         bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);
 #endif

@@ -216,6 +216,17 @@ tcp_state = _by_table("tcp_state", dict(enumerate((
     "BOUND_INACTIVE"), start=1)), "state_")
 ip_proto = _by_table("ip_proto", {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}, "proto_")
 address_family = _by_table("address_family", {2: "IPv4", 10: "IPv6"}, "af_")
+_ETHERTYPES = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP", 0x8100: "802.1Q",
+               0x88A8: "802.1ad", 0x8847: "MPLS", 0x8848: "MPLS-mcast", 0x88CC: "LLDP"}
+
+
+@_decoder
+def eth_proto(value) -> str:
+    """skb->protocol in host order (0x0800 -> "IPv4"); unknown -> "0x88b5"."""
+    n = _as_int(value)
+    if not 0 <= n <= 0xFFFF:
+        raise DecodeError(f"ethertype {n} out of range")
+    return _ETHERTYPES.get(n, f"0x{n:04x}")
 # tc hooks (tctraffic): which side of the interface, and why a packet was dropped.
 tc_direction = _by_table("tc_direction", {0: "ingress", 1: "egress"}, "direction_")
 tc_block_reason = _by_table("tc_block_reason", {1: "cidr", 2: "port"}, "reason_")

@@ -40,6 +40,7 @@ SPEC = TracerSpec(
                multiplier=1e-6, sum_map="life_us_sum"),
     ),
     events_map="events",
+    exporter_defines={"EMIT_EVENTS": 0},
     examples=(
         "bpfwatch tcplife                      # every connection as it closes",
         "bpfwatch tcplife --json -d 10         # JSON lines for 10 seconds",

@@ -1,0 +1,99 @@
+"""tcpretrans: TCP retransmissions with addresses, ports and state."""
+from __future__ import annotations
+
+import sys
+
+from tracers import common, decoders, tcpcommon
+from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+
+SPEC = TracerSpec(
+    name="tcpretrans",
+    summary="trace TCP retransmissions (addresses, ports, state), or count them per flow",
+    c_file="tcpretrans.bpf.c",
+    alternatives=(
+        Alternative("tracepoint", (
+            Hook("tracepoint", "tcp:tcp_retransmit_skb", "on_retransmit"),
+        ), define="HOOK_TRACEPOINT", needs=("ringbuf",)),
+        Alternative("kprobe", (
+            Hook("kprobe", "tcp_retransmit_skb", "on_retransmit"),
+        ), define="HOOK_KPROBE", btf_fields=tcpcommon.SOCK_FIELDS, needs=("ringbuf",)),
+    ),
+    metrics=(
+        Metric("tcp_retransmits_total", "TCP segments retransmitted, by family and TCP state.",
+               map="retrans_by_state", labels=(Label("family", "family", "address_family"),
+                                               Label("state", "state", "tcp_state"))),
+    ),
+    events_map="events",
+    exporter_defines={"EMIT_EVENTS": 0},
+    exporter_default=True,  # one counter per (family, state): cheap and bounded
+    examples=(
+        "bpfwatch tcpretrans                  # every retransmission",
+        "bpfwatch tcpretrans -c -d 60         # count per flow for a minute",
+        "bpfwatch tcpretrans --rport 443      # only connections to port 443",
+        "bpfwatch tcpretrans -6 --json        # IPv6 only, JSON lines",
+    ),
+)
+
+
+def add_arguments(parser) -> None:
+    tcpcommon.add_filters(parser)
+    tcpcommon.add_count_flag(parser, "retransmissions per flow")
+
+
+def defines(args) -> dict[str, int]:
+    if args.pid or args.comm:
+        raise SystemExit("bpfwatch tcpretrans: -p/--comm don't apply: retransmissions run "
+                         "from timers and softirqs, not in a process")
+    out = tcpcommon.filter_defines(args, "tcpretrans")
+    if args.count:
+        out["COUNT_FLOWS"] = 1
+    else:
+        out["EMIT_EVENTS"] = 1
+    return out
+
+
+def to_record(event, boot_offset: float) -> dict:
+    return {
+        "time": round(event.ts / 1e9 + boot_offset, 6),
+        **tcpcommon.tuple_record(event),
+        "state": decoders.tcp_state(event.state),
+    }
+
+
+HEADER = f"{'TIME':<8} {'IP':<4} {'LADDR:LPORT':<32}    {'RADDR:RPORT':<32} STATE"
+
+
+def format_line(rec: dict) -> str:
+    return (f"{tcpcommon.clock(rec['time']):<8} {rec['family']:<4} "
+            f"{tcpcommon.endpoint(rec['laddr'], rec['lport']):<32} R> "
+            f"{tcpcommon.endpoint(rec['raddr'], rec['rport']):<32} {rec['state']}")
+
+
+def read_flows(session) -> list[dict]:
+    rows = [dict(tcpcommon.tuple_record(key), retransmits=value.value)
+            for key, value in session.bpf["flows"].items()]
+    return sorted(rows, key=lambda r: (-r["retransmits"], r["raddr"], r["rport"]))
+
+
+def print_flows(session, args) -> None:
+    rows = read_flows(session)
+    if args.json:
+        common.emit({"flows": rows, "map_update_failures": session.stats()["map_update_failures"]})
+        return
+    print(f"{'LADDR:LPORT':<32}    {'RADDR:RPORT':<32} {'RETRANSMITS':>11}")
+    for r in rows:
+        print(f"{tcpcommon.endpoint(r['laddr'], r['lport']):<32} <> "
+              f"{tcpcommon.endpoint(r['raddr'], r['rport']):<32} {r['retransmits']:>11}")
+
+
+def run(session, args) -> int:
+    if not args.count:
+        return tcpcommon.stream(session, args, "TCP retransmissions", HEADER, to_record, format_line)
+    common.announce(session, "TCP retransmissions (counting)")
+    tcpcommon.wait_for_end(args)
+    print_flows(session, args)
+    return 0
+
+
+def main(argv=None) -> int:
+    return common.main(sys.modules[__name__], argv)
