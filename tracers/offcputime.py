@@ -105,11 +105,16 @@ def frames(row: dict) -> list[str]:
 
 def report(session, args, rows: list[dict], missing: int, unit: str, title: str) -> None:
     """Folded lines (or JSON objects), then the SVG if asked for."""
-    for row in rows:
-        if args.json:
+    if args.json:
+        for row in rows:
             common.emit({**row, "unit": unit})
-        else:
-            print(flamegraph.folded_line(frames(row), row["value"]))
+    else:  # processes with the same comm and stacks share a folded line
+        folded: dict[str, int] = {}
+        for row in rows:
+            line = flamegraph.folded_line(frames(row), 0).rsplit(" ", 1)[0]
+            folded[line] = folded.get(line, 0) + row["value"]
+        for line, value in sorted(folded.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"{line} {value}")
     failures = session.stats()["map_update_failures"]
     if args.json:
         common.emit({"summary": {"stacks": len(rows), "total": sum(r["value"] for r in rows), "unit": unit,
