@@ -2,7 +2,6 @@
 // Enter records filename and argv per thread; exit adds the result and the
 // new comm, then streams the event through the ring buffer.
 #include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
 #include "bpfwatch.h"
 
 #ifndef MAX_ARGS
@@ -58,7 +57,11 @@ int on_execve_exit(struct pt_regs *ctx)
 #endif
 #else  // the event stream of `bpfwatch execsnoop`
 
-// Offsets into task_struct: from kernel BTF (-D) unless headers match.
+// Offsets into task_struct: from kernel BTF (-D) unless headers match. Only
+// then is <linux/sched.h> parsed: it is most of this program's compile time.
+#if !defined(OFF_TASK_REAL_PARENT) || !defined(OFF_TASK_TGID)
+#include <linux/sched.h>
+#endif
 #ifndef OFF_TASK_REAL_PARENT
 #define OFF_TASK_REAL_PARENT offsetof(struct task_struct, real_parent)
 #endif

@@ -28,7 +28,10 @@ BPF_PERCPU_ARRAY(syscalls, struct syscall_stats, MAX_SYSCALLS);
 BPF_TABLE("lru_hash", struct proc_key, struct proc_stats, proc_syscalls, 10240);
 #endif
 #ifdef COUNT_AT_EXIT
-BPF_HASH(start, u32, u64, 10240);
+// Entry time per thread. Entries are reused (0 = no syscall in flight), not
+// deleted: one lookup at each end instead of update + lookup + delete. LRU,
+// so threads that exit (exit_group never returns) make room for new ones.
+BPF_TABLE("lru_hash", u32, u64, start, 10240);
 #endif
 
 static __always_inline void account(u32 nr, u64 ns)
@@ -66,7 +69,11 @@ static __always_inline int on_enter_common(u64 nr)
 #ifdef COUNT_AT_EXIT
     u32 tid = bpf_get_current_pid_tgid();
     u64 now = bpf_ktime_get_ns();
-    start.update(&tid, &now);
+    u64 *slot = start.lookup(&tid);
+    if (slot)
+        *slot = now;
+    else if (start.update(&tid, &now))
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
 #else
     account(nr, 0);
 #endif
@@ -78,10 +85,10 @@ static __always_inline int on_exit_common(u64 nr, long ret)
 #ifdef COUNT_AT_EXIT
     u32 tid = bpf_get_current_pid_tgid();
     u64 *began = start.lookup(&tid);
-    if (!began)
+    if (!began || !*began)
         return 0;
     u64 ns = bpf_ktime_get_ns() - *began;
-    start.delete(&tid);
+    *began = 0;
 #ifdef FAILED_ONLY
     if (ret >= 0)
         return 0;
