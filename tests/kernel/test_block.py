@@ -78,7 +78,7 @@ def test_exact_io_counts(tracer, loop_disk):
     for h in hists:
         by_op[h["flags"][0]] = by_op.get(h["flags"][0], 0) + h["total"]
         assert h["total"] == sum(b["count"] for b in h["buckets"])
-    assert by_op == {"R": READS, "W": WRITES, "F": FSYNCS}
+    assert by_op == {"R": READS, "W": WRITES, "F": FSYNCS}, hists
 
     final = queued.json_lines()[-1]
     assert final["unit"] == "msecs"
