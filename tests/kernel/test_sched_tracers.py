@@ -100,15 +100,15 @@ def test_runqlat_and_cpudist_count_every_switch_in(tracer, hook):
         assert_nothing_left(before)
         waits, stints = totals(runq), totals(dist)
         for kid in kids:
-            # Two spinners sharing a CPU preempt each other many times.
-            assert switch_ins[kid.pid] > 10
+            assert switch_ins[kid.pid] >= 2  # woken by "go", then preempted (usually many times)
             # Every switch-in ends a run-queue wait that began after attach.
             assert waits[kid.pid] == switch_ins[kid.pid]
             # On-CPU: one stint per switch-in. Off-CPU: the first wait began
             # before the tracer attached, so it is not measured.
             assert stints[kid.pid] == switch_ins[kid.pid] - (1 if offcpu else 0)
+        # Two spinners sharing a CPU wait for each other's time slices.
         slow = [b for line in runq.json_lines() for h in line["histograms"]
-                if h["pid"] == kids[0].pid for b in h["buckets"]]
+                if h["pid"] in switch_ins for b in h["buckets"]]
         assert max(b["high"] for b in slow) >= 511, "no wait of half a millisecond or more?"
     finally:
         for kid in kids:
