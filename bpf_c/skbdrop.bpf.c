@@ -2,14 +2,20 @@
 // per drop reason and protocol, and per kernel location with --location.
 // Maps are never cleared: Python prints deltas, the exporter the totals.
 #include <uapi/linux/ptrace.h>
-#include <linux/skbuff.h>  // enum skb_drop_reason, named in the tracepoint's record
 #include "bpfwatch.h"
+
+#ifdef OFF_SKB_DEV
+// Offsets from BTF: no kernel headers (they cost seconds of compile). The
+// tracepoint's record names this enum; any complete 4-byte enum will do.
+enum skb_drop_reason { BW_SKB_DROP_REASON };
+#else
+#include <linux/skbuff.h>
+#include <linux/netdevice.h>
+#include <net/net_namespace.h>
+#endif
 
 #ifdef FILTER_NETNS
 // Only packets whose device is in one network namespace (by nsfs inode).
-// Offsets: from BTF (-D) unless the headers match the kernel.
-#include <linux/netdevice.h>
-#include <net/net_namespace.h>
 #ifndef OFF_SKB_DEV
 #define OFF_SKB_DEV offsetof(struct sk_buff, dev)
 #endif

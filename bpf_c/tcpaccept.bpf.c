@@ -5,7 +5,6 @@
 // that was before tracing began). The kprobe alternative traces
 // inet_csk_accept's return, in the accepting process itself.
 #include <uapi/linux/ptrace.h>
-#include <net/sock.h>
 #include "bpfwatch.h"
 #include "tcpcommon.h"
 
@@ -58,7 +57,7 @@ BPF_TABLE("lru_hash", u32, struct listener, listeners, 4096);  // family << 16 |
 
 int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
 {
-    if (args->protocol != IPPROTO_TCP)
+    if (args->protocol != BW_IPPROTO_TCP)
         return 0;
     int oldstate = args->oldstate, newstate = args->newstate;
     u32 lkey = (u32)args->family << 16 | args->sport;
@@ -101,7 +100,7 @@ int on_accept_return(struct pt_regs *ctx)
     if (!sk)
         return 0;
     bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
-    if (protocol != IPPROTO_TCP)
+    if (protocol != BW_IPPROTO_TCP)
         return 0;
     struct tcp_tuple t = {};
     char comm[16] = {};

@@ -4,7 +4,12 @@
 #ifndef BPFWATCH_TCPCOMMON_H
 #define BPFWATCH_TCPCOMMON_H
 
-#include <linux/socket.h>
+// Kernel headers cost seconds of compile at every start; with offsets from
+// BTF (the usual case) these programs need none, so they include them only
+// when the headers match the kernel (no OFF_ defines passed).
+#define BW_AF_INET 2
+#define BW_AF_INET6 10
+#define BW_IPPROTO_TCP 6
 
 // include/net/tcp_states.h, spelled out: the numbers are ABI (tracepoints).
 #define BW_ESTABLISHED 1
@@ -54,7 +59,7 @@ static __always_inline void peer_key_of(struct peer_key *k, const struct tcp_tup
         (t)->family = (args)->family;                                            \
         (t)->lport = (args)->sport;                                              \
         (t)->rport = (args)->dport;                                              \
-        if ((args)->family == AF_INET6) {                                        \
+        if ((args)->family == BW_AF_INET6) {                                        \
             bpf_probe_read_kernel((t)->laddr, 16, (args)->saddr_v6);             \
             bpf_probe_read_kernel((t)->raddr, 16, (args)->daddr_v6);             \
         } else {                                                                 \
@@ -66,6 +71,9 @@ static __always_inline void peer_key_of(struct peer_key *k, const struct tcp_tup
 #ifdef HOOK_KPROBE
 // struct sock fields for kprobe alternatives: BTF offsets (-D) unless the
 // headers match the kernel.
+#ifndef OFF_SK_FAMILY
+#include <net/sock.h>
+#endif
 #ifndef OFF_SK_FAMILY
 #define OFF_SK_FAMILY offsetof(struct sock, __sk_common.skc_family)
 #endif
@@ -91,7 +99,7 @@ static __always_inline void peer_key_of(struct peer_key *k, const struct tcp_tup
 #define OFF_SK_V6_DADDR offsetof(struct sock, __sk_common.skc_v6_daddr)
 #endif
 
-static __always_inline int sk_state(const void *sk)
+static __always_inline int bw_sk_state(const void *sk)
 {
     u8 state = 0;
     bpf_probe_read_kernel(&state, sizeof(state), (const char *)sk + OFF_SK_STATE);
@@ -106,7 +114,7 @@ static __always_inline void tuple_from_sk(struct tcp_tuple *t, const void *sk)
     bpf_probe_read_kernel(&t->lport, sizeof(t->lport), s + OFF_SK_NUM);
     bpf_probe_read_kernel(&dport, sizeof(dport), s + OFF_SK_DPORT);
     t->rport = bpf_ntohs(dport);
-    if (t->family == AF_INET6) {
+    if (t->family == BW_AF_INET6) {
         bpf_probe_read_kernel(t->laddr, 16, s + OFF_SK_V6_RCV_SADDR);
         bpf_probe_read_kernel(t->raddr, 16, s + OFF_SK_V6_DADDR);
     } else {

@@ -4,12 +4,12 @@
 // recorded there, in connect() and so in the caller's context, and
 // reported when the socket leaves SYN_SENT (usually in softirq).
 #include <uapi/linux/ptrace.h>
-#include <net/sock.h>
 #include "bpfwatch.h"
 #include "tcpcommon.h"
 
 // sk_err says why an attempt failed: BTF offset (-D) unless headers match.
 #ifndef OFF_SK_ERR
+#include <net/sock.h>
 #define OFF_SK_ERR offsetof(struct sock, sk_err)
 #endif
 
@@ -95,7 +95,7 @@ done:
 #ifdef HOOK_TRACEPOINT
 int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
 {
-    if (args->protocol != IPPROTO_TCP)
+    if (args->protocol != BW_IPPROTO_TCP)
         return 0;
     struct tcp_tuple t = {};
     TUPLE_FROM_TP(&t, args);
@@ -110,6 +110,6 @@ int on_set_state(struct pt_regs *ctx)
     const void *sk = (const void *)PT_REGS_PARM1(ctx);
     struct tcp_tuple t = {};
     tuple_from_sk(&t, sk);
-    return on_state(sk, sk_state(sk), (int)PT_REGS_PARM2(ctx), &t);
+    return on_state(sk, bw_sk_state(sk), (int)PT_REGS_PARM2(ctx), &t);
 }
 #endif

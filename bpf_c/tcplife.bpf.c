@@ -6,8 +6,6 @@
 // accepted sockets, the process that called listen(), replaced by the one
 // whose close() queues our FIN (FIN_WAIT1 / LAST_ACK).
 #include <uapi/linux/ptrace.h>
-#include <net/sock.h>
-#include <linux/tcp.h>
 #include "bpfwatch.h"
 #include "tcpcommon.h"
 
@@ -16,6 +14,10 @@
 #endif
 
 // tcp_sock/sock fields: BTF offsets (-D) unless the headers match the kernel.
+#ifndef OFF_TCP_SOCK_BYTES_ACKED
+#include <net/sock.h>
+#include <linux/tcp.h>
+#endif
 #ifndef OFF_TCP_SOCK_BYTES_ACKED
 #define OFF_TCP_SOCK_BYTES_ACKED offsetof(struct tcp_sock, bytes_acked)
 #endif
@@ -224,7 +226,7 @@ done:
 #ifdef HOOK_TRACEPOINT
 int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
 {
-    if (args->protocol != IPPROTO_TCP)
+    if (args->protocol != BW_IPPROTO_TCP)
         return 0;
     struct tcp_tuple t = {};
     TUPLE_FROM_TP(&t, args);
@@ -241,6 +243,6 @@ int on_set_state(struct pt_regs *ctx)
     const void *sk = (const void *)PT_REGS_PARM1(ctx);
     struct tcp_tuple t = {};
     tuple_from_sk(&t, sk);
-    return on_state(sk, sk_state(sk), (int)PT_REGS_PARM2(ctx), &t);
+    return on_state(sk, bw_sk_state(sk), (int)PT_REGS_PARM2(ctx), &t);
 }
 #endif

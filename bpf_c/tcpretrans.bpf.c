@@ -2,7 +2,6 @@
 // counted per state (the exporter's metric), per flow with -c, streamed
 // otherwise. Most run from the retransmit timer: no process is reported.
 #include <uapi/linux/ptrace.h>
-#include <net/sock.h>
 #include "bpfwatch.h"
 #include "tcpcommon.h"
 
@@ -73,6 +72,6 @@ int on_retransmit(struct pt_regs *ctx)
     const void *sk = (const void *)PT_REGS_PARM1(ctx);
     struct tcp_tuple t = {};
     tuple_from_sk(&t, sk);
-    return on_retrans(&t, sk_state(sk));
+    return on_retrans(&t, bw_sk_state(sk));
 }
 #endif

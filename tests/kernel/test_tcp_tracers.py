@@ -272,3 +272,68 @@ def test_retransmits_of_one_flow_counted_exactly(tracer, netns_pair):
     (line,) = flows.json_lines()
     assert [(f["lport"], f["rport"], f["retransmits"]) for f in line["flows"]] == \
         [(lport, port, retransmits)]
+
+
+# Entry points of these tracers, as bpftool shows them (15 characters).
+OURS = {"on_set_state", "on_accept_retur", "on_retransmit", "on_kfree_skb"}
+
+
+def our_objects():
+    """Programs of these tracers and the links that hold them (others may run concurrently)."""
+    progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
+                                      text=True).stdout or "[]")
+    ids = {p["id"] for p in progs if p.get("name") in OURS}
+    links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
+                                      text=True).stdout or "[]")
+    return ids | {("link", l["id"]) for l in links if l.get("prog_id") in ids}
+
+
+# Every tracer meets one way to end, every way to end two tracers (their
+# programs are alike: tracepoints and maps; this keeps the compiles few).
+@pytest.mark.parametrize("ending, arg_lists", [
+    ("SIGINT", [["tcplife"], ["skbdrop", "--location"]]),
+    ("SIGTERM", [["tcpconnect", "-c"], ["tcpaccept"]]),
+    ("SIGKILL", [["tcpretrans", "-c"], ["tcplife", "--lport", "22"]]),
+])
+def test_nothing_left_after(tracer, ending, arg_lists):
+    before = our_objects()
+    runs = start_all(tracer, arg_lists)
+    assert len(our_objects() - before) >= len(arg_lists)
+    sig = getattr(signal, ending)
+    for run in runs:
+        assert run.stop(sig) == (-9 if sig == signal.SIGKILL else 0), run.stderr
+    deadline = time.monotonic() + 10  # the kernel frees programs asynchronously
+    while our_objects() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert our_objects() - before == set()
+
+
+@pytest.mark.parametrize("name", ["tcplife", "tcpconnect", "tcpaccept", "tcpretrans"])
+def test_kprobe_alternative_passes_the_verifier(name):
+    """No kprobes here: compile the kprobe alternative and load it (a kprobe
+    program type loads without attaching), offsets from this kernel's BTF."""
+    from bcc import BPF
+
+    from tracers import btf
+    from tracers.registry import tracer_modules
+    from tracers.runtime import machine
+    from tracers.runtime.loader import c_include_dir, c_source, cflags_for
+    machine.resolve_headers()
+    module = tracer_modules()[name]
+    alt = module.SPEC.alternative("kprobe")
+    defines = {alt.define: 1, **btf.resolve_offsets(alt.btf_fields)}
+    defines.update(module.defines(module_args(module)))
+    bpf = BPF(text=c_source(module.SPEC).encode(),
+              cflags=cflags_for(defines) + [f"-I{c_include_dir()}"])
+    try:
+        for hook in alt.hooks:
+            assert bpf.load_func(hook.fn.encode(), BPF.KPROBE).fd >= 0
+    finally:
+        bpf.cleanup()
+
+
+def module_args(module):
+    from tracers import common
+    parser = common.build_parser(module.SPEC)
+    module.add_arguments(parser)
+    return parser.parse_args([])
