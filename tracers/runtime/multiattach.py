@@ -7,7 +7,7 @@ through their perf PMUs and attached with BPF_LINK_CREATE: file descriptors
 only, so nothing outlives the process (tracefs kprobe_events would).
 fentry programs are bound to their target at load time, so the same
 instructions are loaded once per target, under the name BCC derives the
-target from (kfunc__vmlinux__<function>): no text reaches the C code.
+target from (kfunc__<function>): no text reaches the C code.
 """
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ class MultiAttach:
         """fn's instructions loaded as a TRACING program bound to `function`."""
         from bcc import BPF, lib
         bpf = self.session.bpf
-        prefix = b"kretfunc__vmlinux__" if ret else b"kfunc__vmlinux__"
+        prefix = b"kretfunc__" if ret else b"kfunc__"
         start = lib.bpf_function_start(bpf.module, fn.encode())
         if not start:
             raise AttachFailed(f"no program {fn}")
