@@ -1,0 +1,188 @@
+"""Network tracers without a kernel: options, -D filters, record decoding, output."""
+import argparse
+import ctypes
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracers import common, decoders, skbdrop, tcpaccept, tcpcommon, tcpconnect, tcplife, tcpretrans
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Event(ctypes.Structure):
+    """The layout BCC hands over for a life/connect event (fields by name)."""
+    _fields_ = [("ts", ctypes.c_uint64), ("duration_ns", ctypes.c_uint64),
+                ("latency_ns", ctypes.c_uint64), ("bytes_sent", ctypes.c_uint64),
+                ("bytes_received", ctypes.c_uint64), ("pid", ctypes.c_uint32),
+                ("err", ctypes.c_int32), ("established", ctypes.c_uint32),
+                ("state", ctypes.c_uint32),
+                ("family", ctypes.c_uint16), ("lport", ctypes.c_uint16),
+                ("rport", ctypes.c_uint16), ("tuple_pad", ctypes.c_uint16),
+                ("laddr", ctypes.c_ubyte * 16), ("raddr", ctypes.c_ubyte * 16),
+                ("comm", ctypes.c_char * 16)]
+
+
+def event(family, laddr, raddr, **kw):
+    e = Event(family=family, **kw)
+    raw_l = socket.inet_pton(family, laddr)
+    raw_r = socket.inet_pton(family, raddr)
+    e.laddr[:len(raw_l)] = list(raw_l)
+    e.raddr[:len(raw_r)] = list(raw_r)
+    return e
+
+
+def parse(module, argv):
+    parser = common.build_parser(module.SPEC, interval=getattr(module, "INTERVAL", False))
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("text, ok", [("1", True), ("65535", True), ("0", False),
+                                      ("65536", False), ("70000", False), ("http", False)])
+def test_port_number(text, ok):
+    if ok:
+        assert tcpcommon.port_number(text) == int(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            tcpcommon.port_number(text)
+
+
+def test_port_filters_fill_every_slot():
+    args = parse(tcplife, ["--lport", "80", "--lport", "443", "--rport", "5432", "-6"])
+    out = tcplife.defines(args)
+    assert [out[f"LPORT_{i}"] for i in range(8)] == [80, 443] + [80] * 6
+    assert [out[f"RPORT_{i}"] for i in range(8)] == [5432] * 8
+    assert out["FILTER_FAMILY"] == socket.AF_INET6 and out["EMIT_EVENTS"] == 1
+    assert not any(k.startswith("LPORT") for k in tcplife.defines(parse(tcplife, [])))
+
+
+def test_more_ports_than_slots_is_refused():
+    args = parse(tcplife, [a for p in range(1, 10) for a in ("--lport", str(p))])
+    with pytest.raises(SystemExit, match="at most 8 --lport"):
+        tcplife.defines(args)
+
+
+def test_mode_defines():
+    assert tcpconnect.defines(parse(tcpconnect, ["-c"]))["COUNT_MODE"] == 1
+    assert "COUNT_MODE" not in tcpaccept.defines(parse(tcpaccept, ["-4"]))
+    assert tcpretrans.defines(parse(tcpretrans, []))["EMIT_EVENTS"] == 1
+    assert tcpretrans.defines(parse(tcpretrans, ["-c"])) == {"COUNT_FLOWS": 1}
+    # the exporter runs the CLI defaults plus exporter_defines: counting only
+    for module in (tcplife, tcpretrans):
+        merged = {**module.defines(parse(module, [])), **module.SPEC.exporter_defines}
+        assert merged["EMIT_EVENTS"] == 0
+
+
+@pytest.mark.parametrize("family, laddr, raddr", [
+    (socket.AF_INET, "10.77.1.1", "10.77.1.2"),
+    (socket.AF_INET6, "fd77:1::1", "fd77:1::2"),
+])
+def test_tcplife_record_and_line(family, laddr, raddr):
+    e = event(family, laddr, raddr, ts=2_000_000_000, duration_ns=1_234_567, bytes_sent=17000,
+              bytes_received=8500, pid=42, lport=40000, rport=8080, comm=b"cli\x1b[31m")
+    rec = tcplife.to_record(e, boot_offset=1000.0)
+    assert rec == {"time": 1002.0, "pid": 42, "comm": "cli\ufffd[31m",
+                   "family": "IPv4" if family == socket.AF_INET else "IPv6",
+                   "laddr": laddr, "lport": 40000, "raddr": raddr, "rport": 8080,
+                   "bytes_sent": 17000, "bytes_received": 8500, "duration_us": 1234}
+    line = tcplife.format_line(rec)
+    assert line.split()[1:] == ["42", "cli\ufffd[31m", laddr, "40000", raddr, "8080",
+                                "17000", "8500", "1.23"]
+    assert tcplife.format_line(rec, micro=True).endswith(" 1234")
+
+
+@pytest.mark.parametrize("established, err, result", [
+    (1, 0, "established"), (0, 111, "ECONNREFUSED"), (0, 110, "ETIMEDOUT"), (0, 0, "closed")])
+def test_tcpconnect_result(established, err, result):
+    e = event(socket.AF_INET, "10.0.0.1", "10.0.0.2", established=established, err=err,
+              latency_ns=250_000, lport=5000, rport=443)
+    rec = tcpconnect.to_record(e, 0.0)
+    assert (rec["result"], rec["latency_us"], rec["rport"]) == (result, 250, 443)
+    assert tcpconnect.format_line(rec).split()[-2:] == ["0.250", result]
+
+
+def test_tcpaccept_and_tcpretrans_lines():
+    e = event(socket.AF_INET6, "fd77::2", "fd77::1", pid=7, lport=22, rport=50000, comm=b"sshd",
+              state=1)
+    acc = tcpaccept.to_record(e, 0.0)
+    assert tcpaccept.format_line(acc).split()[1:] == ["7", "sshd", "IPv6", "fd77::1", "50000",
+                                                      "fd77::2", "22"]
+    ret = tcpretrans.to_record(e, 0.0)
+    assert ret["state"] == "ESTABLISHED"
+    assert tcpretrans.format_line(ret).split()[1:] == ["IPv6", "[fd77::2]:22", "R>",
+                                                      "[fd77::1]:50000", "ESTABLISHED"]
+
+
+@pytest.mark.parametrize("addr, port, text", [("10.0.0.1", 80, "10.0.0.1:80"),
+                                              ("fd77::1", 443, "[fd77::1]:443")])
+def test_endpoint(addr, port, text):
+    assert tcpcommon.endpoint(addr, port) == text
+
+
+@pytest.mark.parametrize("value, name", [(0x0800, "IPv4"), (0x86DD, "IPv6"), (0x0806, "ARP"),
+                                         (0, "0x0000"), (0x88B5, "0x88b5")])
+def test_eth_proto(value, name):
+    assert decoders.eth_proto(value) == name
+    assert decoders.DECODERS["eth_proto"](ctypes.c_uint32(value)) == name
+
+
+def test_eth_proto_refuses_out_of_range():
+    with pytest.raises(decoders.DecodeError):
+        decoders.eth_proto(0x10000)
+
+
+def test_skbdrop_deltas_and_rows():
+    before = {(3, 0x800): 10, (2, 0x86DD): 4}
+    now = {(3, 0x800): 41, (2, 0x86DD): 4, (5, 0x800): 2}
+    assert skbdrop.deltas(now, before) == [((3, 0x800), 31), ((5, 0x800), 2)]
+    try:
+        decoders.set_drop_reasons({3: "SKB_DROP_REASON_NO_SOCKET"})
+        rows = [skbdrop.to_row(k, n) for k, n in skbdrop.deltas(now, before)]
+    finally:
+        decoders.set_drop_reasons({})
+    assert rows == [{"reason": "no_socket", "protocol": "IPv4", "count": 31},
+                    {"reason": "reason_5", "protocol": "IPv4", "count": 2}]
+    lines = skbdrop.format_rows(rows, by_location=False)
+    assert lines[1].split() == ["no_socket", "IPv4", "31"]
+
+
+def test_skbdrop_netns_by_path_and_name(tmp_path):
+    assert skbdrop.netns_inode("/proc/self/ns/net") == os.stat("/proc/self/ns/net").st_ino
+    with pytest.raises(SystemExit, match="--netns 'no-such-ns'"):
+        skbdrop.netns_inode("no-such-ns")
+
+
+def bpfwatch(*args):
+    return subprocess.run([sys.executable, "-m", "tracers", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["tcplife", "--lport", "70000"], "a port is 1 to 65535"),
+    (["tcplife", "--rport", "http"], "not a port number"),
+    ([*"tcplife --lport 1 --lport 2 --lport 3 --lport 4 --lport 5 --lport 6 --lport 7 "
+       "--lport 8 --lport 9".split()], "at most 8 --lport"),
+    (["tcpconnect", "-4", "-6"], "not allowed with"),
+    (["tcpretrans", "-p", str(os.getpid())], "retransmissions run from timers"),
+    (["skbdrop", "--comm", "bash"], "softirq"),
+    (["skbdrop", "--netns", "/no/such/netns"], "No such file"),
+    (["tcpaccept", "-c", "5"], "unrecognized arguments"),
+])
+def test_bad_input_gets_one_line(args, words):
+    proc = bpfwatch(*args)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert words in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["tcplife", "tcpconnect", "tcpaccept", "tcpretrans", "skbdrop"])
+def test_help_ends_with_examples(name):
+    proc = bpfwatch(name, "--help")
+    assert proc.returncode == 0
+    assert f"bpfwatch {name}" in proc.stdout.split("examples:")[1]
