@@ -106,6 +106,10 @@ CASES = [
     ("drop_reason", (2, {2: "SKB_DROP_REASON_NOT_SPECIFIED"}), "not_specified"),
     ("drop_reason", (77, {3: "SKB_DROP_REASON_NO_SOCKET"}), "reason_77"),
     ("drop_reason", (77,), "reason_77"),
+    ("eth_proto", (0x0800,), "IPv4"),
+    ("eth_proto", (0x86DD,), "IPv6"),
+    ("eth_proto", (0,), "0x0000"),
+    ("eth_proto", (0x88B5,), "0x88b5"),
 ]
 
 # (decoder, args) that must raise DecodeError
@@ -130,6 +134,7 @@ BAD = [
     ("comm", (None,)),
     ("ksym", (-1,)),
     ("disk_name", (1 << 32,)),
+    ("eth_proto", (0x10000,)),
 ]
 
 
