@@ -77,6 +77,8 @@ def parse_pattern(text: str) -> Pattern:
         return Pattern("kernel", "", "", name)
     if len(parts) == 2:
         library, name = parts
+        if library in ("t", "u", "p"):  # reserved prefixes, as in bcc's funccount
+            raise ValueError(f"bad pattern {text!r} (tracepoints are t:CATEGORY:EVENT)")
         if not library or "*" in library or not USER_NAME.match(name):
             raise ValueError(f"bad user function pattern {text!r} (want LIBRARY:FUNCTION)")
         return Pattern("user", library, "", name)
@@ -129,7 +131,12 @@ def resolve(args) -> tuple[Pattern, list[str]]:
         raise SystemExit(f"{prog}: --hook {args.hook} does not fit {pattern.kind} pattern "
                          f"{args.pattern!r} (use {' or '.join(KINDS[pattern.kind])})")
     runtime.require_root()
-    runtime.get_probe()  # mounts tracefs before anything reads it
+    # Features first (mounts tracefs too): a kernel without kprobes or fentry
+    # hides available_filter_functions.
+    fitting = TracerSpec(name=SPEC.name, summary=SPEC.summary, c_file=SPEC.c_file,
+                         alternatives=tuple(a for a in SPEC.alternatives
+                                            if a.name in KINDS[pattern.kind]))
+    runtime.planner.require(fitting, runtime.get_probe(), args.hook)
     try:
         if pattern.kind == "kernel":
             targets = match(kernel_functions(), pattern.name)

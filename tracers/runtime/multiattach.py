@@ -162,7 +162,7 @@ def library_path(library: str) -> str | None:
     if "/" in library:
         return library if os.path.exists(library) else None
     from bcc import BPF
-    found = BPF.find_library(library if library.startswith("lib") else "lib" + library)
+    found = BPF.find_library(library[3:] if library.startswith("lib") else library)
     return found.decode(errors="replace") if found else None
 
 

@@ -1,0 +1,40 @@
+"""funclatency on the host kernel: the uprobe+uretprobe variant."""
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import funclib
+from conftest import bpf_objects, probe_events, wait_gone
+
+pytestmark = pytest.mark.kernel
+
+
+def test_histogram_total_is_the_29_calls_made(tracer, tmp_path):
+    lib, prog = funclib.build(tmp_path)
+    before, events_before = bpf_objects(["on_entry", "on_return"]), probe_events()
+    work = funclib.start(prog, naps=29, target=3)
+    run = tracer(["funclatency", "--json", "-u", "-p", str(work.pid), f"{lib}:bpfw_nap"])
+    funclib.go(work)
+    assert run.stop() == 0, run.stderr
+    (last,) = run.json_lines()
+    assert (last["total"], last["unit"], last["function"]) == (29, "usecs", f"{lib}:bpfw_nap")
+    # each nap sleeps 200 us: every call lands in [128, 256) us or above
+    assert sum(b["count"] for b in last["buckets"]) == 29
+    assert all(b["low"] >= 128 for b in last["buckets"]), last
+    assert wait_gone(before, names=["on_entry", "on_return"]) == {"prog": set(), "link": set()}
+    assert probe_events() == events_before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["vfs_*"], "no wildcards"),
+    (["--hook", "uprobe", "vfs_read"], "--hook uprobe does not fit kernel function"),
+    (["vfs_read"], "no usable hook"),
+    (["-u", "-m", "c:malloc"], "not allowed with argument"),
+])
+def test_bad_input_is_one_line(argv, message):
+    proc = subprocess.run([sys.executable, "-m", "tracers", "funclatency", *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr

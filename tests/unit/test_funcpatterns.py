@@ -1,0 +1,115 @@
+"""funccount/funclatency patterns, the per-run spec, and the Vagrantfile."""
+import os
+import subprocess
+
+import pytest
+
+from tracers import common, funccount, funclatency
+from tracers.funccount import Pattern, glob_regex, match, parse_pattern
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("vfs_read", Pattern("kernel", "", "", "vfs_read")),
+    ("k:tcp_*", Pattern("kernel", "", "", "tcp_*")),
+    ("foo.isra.0", Pattern("kernel", "", "", "foo.isra.0")),
+    ("t:sched:sched_*", Pattern("tracepoint", "", "sched", "sched_*")),
+    ("t:*:*_exec", Pattern("tracepoint", "", "*", "*_exec")),
+    ("c:malloc", Pattern("user", "c", "", "malloc")),
+    ("/usr/lib/libssl.so.3:SSL_*", Pattern("user", "/usr/lib/libssl.so.3", "", "SSL_*")),
+    ("./a.out:main", Pattern("user", "./a.out", "", "main")),
+])
+def test_parse_pattern(text, want):
+    assert parse_pattern(text) == want
+
+
+@pytest.mark.parametrize("text", [
+    "", "k:", "vfs read", "vfs_read;", "t:sched", "t:sched:", "t:a:b:c", "t:sc hed:x",
+    ":malloc", "c:", "*:malloc", "c:mal loc", "u:lib:probe", "a:b:c", "vfs_$(reboot)",
+])
+def test_bad_patterns_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_pattern(text)
+
+
+@pytest.mark.parametrize("pattern, names, want", [
+    ("vfs_*", ["vfs_read", "vfs_write", "do_vfs", "vfs_read"], ["vfs_read", "vfs_write"]),
+    ("vfs_?ead", ["vfs_read", "vfs_rread", "vfs_xead"], ["vfs_read", "vfs_xead"]),
+    ("*", ["a", "b"], ["a", "b"]),
+    ("a.b", ["a.b", "aXb"], ["a.b"]),  # dots are literal
+    ("exact", ["exact", "exactly", "inexact"], ["exact"]),
+])
+def test_glob_match(pattern, names, want):
+    assert match(names, pattern) == want
+
+
+def test_glob_regex_escapes_everything_but_wildcards():
+    assert glob_regex("a+b*").match("a+bcd") and not glob_regex("a+b*").match("aab")
+
+
+def test_deltas_sorted_by_count_then_name():
+    now = {"a": 10, "b": 7, "c": 3, "d": 5}
+    assert funccount.deltas(now, {"a": 4, "c": 3, "d": 0}) == [("b", 7), ("a", 6), ("d", 5)]
+
+
+def parse(module, argv):
+    parser = common.build_parser(module.SPEC, interval=True, leading=module.add_positionals)
+    module.add_arguments(parser)
+    return parser.parse_intermixed_args(argv)
+
+
+def test_funccount_per_run_spec_has_one_hook_per_target_and_fitting_alternatives():
+    args = parse(funccount, ["vfs_*", "--json", "1", "3"])
+    args._targets = (parse_pattern("vfs_*"), ["vfs_read", "vfs_write"])
+    assert funccount.defines(args) == {"NPROBES": 2}
+    spec = funccount.spec_for(args)
+    assert [a.name for a in spec.alternatives] == ["fentry", "kprobe"]
+    assert [(h.kind, h.target, h.optional) for h in spec.alternative("kprobe").hooks] == \
+        [("kprobe", "vfs_read", True), ("kprobe", "vfs_write", True)]
+    assert spec.alternative("fentry").needs == ("fentry",)
+    assert (args.interval, args.count) == (1.0, 3)
+
+
+def test_funccount_refuses_a_hook_that_does_not_fit_the_pattern():
+    args = parse(funccount, ["--hook", "kprobe", "t:sched:*"])
+    with pytest.raises(SystemExit, match="--hook kprobe does not fit tracepoint pattern"):
+        funccount.resolve(args)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("do_sys_openat2", ("kernel", "do_sys_openat2")),
+    ("c:malloc", ("user", "c:malloc")),
+    ("/lib/x86_64-linux-gnu/libc.so.6:free", ("user", "/lib/x86_64-linux-gnu/libc.so.6:free")),
+])
+def test_funclatency_function(text, want):
+    assert funclatency.parse_function(text) == want
+
+
+@pytest.mark.parametrize("text", ["vfs_*", "c:mal*", ":x", "c:", "bad name", "x;y"])
+def test_funclatency_refuses_patterns_and_junk(text):
+    with pytest.raises(ValueError):
+        funclatency.parse_function(text)
+
+
+def test_funclatency_units_and_alternatives():
+    args = parse(funclatency, ["-u", "vfs_read"])
+    assert funclatency.defines(args) == {"UNIT_NS": 1000}
+    assert [a.name for a in funclatency.spec_for(args).alternatives] == ["fentry", "kprobe"]
+    user = parse(funclatency, ["-m", "c:nanosleep", "5"])
+    assert funclatency.defines(user) == {"UNIT_NS": 1_000_000}
+    hooks = funclatency.spec_for(user).alternative("uprobe").hooks
+    assert [(h.kind, h.target, h.fn) for h in hooks] == \
+        [("uprobe", "c:nanosleep", "on_entry"), ("uretprobe", "c:nanosleep", "on_return")]
+    with pytest.raises(SystemExit, match="--hook kprobe does not fit user function"):
+        funclatency.spec_for(parse(funclatency, ["--hook", "kprobe", "c:nanosleep"]))
+
+
+def test_vagrantfile_validates(tmp_path):
+    """Offline: no box download, no provider needed (-p ignores provider blocks)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VAGRANT_HOME": str(tmp_path / "vd"),
+           "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot"), "VAGRANT_CHECKPOINT_DISABLE": "1"}
+    proc = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "validated successfully" in proc.stdout
