@@ -56,6 +56,8 @@ def test_exact_io_counts(tracer, loop_disk):
     per_disk = tracer(["biolatency", "-D", "-F", "--json"])
     queued = tracer(["biolatency", "-Q", "-m", "--disk", disk, "--json"])
     pid = run_workload(loop_disk)
+    for run in (snoop, per_disk, queued):  # stop together: all see the same I/O
+        run.proc.send_signal(signal.SIGINT)
     for run in (snoop, per_disk, queued):
         assert run.stop() == 0
 
