@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def test_execsnoop_kprobe_tracepoint_btf_and_headers_agree(tracer, tmp_path):
     assert [r["ret"] for r in ours[0]] == [0] * 5 + [-2]
 
 
-def test_opensnoop_kprobe_fexit_and_tracepoint_agree(tracer, tmp_path):
+def test_opensnoop_kprobe_fexit_and_tracepoint_agree(tracer):
+    tmp_path = Path(tempfile.mkdtemp(prefix="/tmp/bwvm"))  # --path-prefix: at most 32 bytes
     runs = start_all(tracer, [
         ["opensnoop", "--json", "--hook", hook, "--path-prefix", str(tmp_path)]
         for hook in ("tracepoint", "fexit", "kprobe")])
