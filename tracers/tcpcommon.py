@@ -163,3 +163,54 @@ def wait_for_end(args) -> None:
     from tracers import common
     common.interval_loop(argparse.Namespace(interval=None, count=None, duration=args.duration),
                          lambda final: None)
+
+
+def listening_owners(proc: str = "/proc") -> dict[tuple[int, int], tuple[int, bytes]]:
+    """(family, port) -> (pid, comm) of TCP listeners in this network namespace.
+
+    The kernel side learns owners when listen() runs; this covers listeners
+    older than the trace (the first process holding the socket wins)."""
+    import os
+    wanted = {}
+    for family, name in ((socket.AF_INET, "tcp"), (socket.AF_INET6, "tcp6")):
+        try:
+            with open(f"{proc}/net/{name}", encoding="ascii", errors="replace") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9 and cols[3] == "0A":  # TCP_LISTEN
+                wanted[cols[9]] = (int(family), int(cols[1].rsplit(":", 1)[1], 16))
+    owners: dict[tuple[int, int], tuple[int, bytes]] = {}
+    pids = sorted((int(p) for p in os.listdir(proc) if p.isdigit())) if wanted else []
+    for pid in pids:
+        try:
+            links = [os.readlink(f"{proc}/{pid}/fd/{fd}") for fd in os.listdir(f"{proc}/{pid}/fd")]
+            with open(f"{proc}/{pid}/comm", "rb") as f:
+                comm = f.read().rstrip(b"\n")[:15]
+        except OSError:
+            continue  # gone, or not ours to read
+        for link in links:
+            hit = wanted.get(link[8:-1]) if link.startswith("socket:[") else None
+            if hit and hit not in owners:
+                owners[hit] = (pid, comm)
+    return owners
+
+
+def seed_listeners(session, proc: str = "/proc") -> int:
+    """Fill the `listeners` map (family << 16 | port) for listeners older than the trace."""
+    try:
+        table = session.bpf["listeners"]
+    except KeyError:
+        return 0  # this hook alternative has no listener map
+    seeded = 0
+    for (family, port), (pid, comm) in listening_owners(proc).items():
+        key = table.Key(family << 16 | port)
+        if table.get(key) is not None:
+            continue  # listen() seen by the kernel side: fresher
+        leaf = table.Leaf()
+        leaf.pid, leaf.comm = pid, comm
+        table[key] = leaf
+        seeded += 1
+    return seeded

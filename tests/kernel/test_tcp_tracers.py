@@ -337,3 +337,22 @@ def module_args(module):
     parser = common.build_parser(module.SPEC)
     module.add_arguments(parser)
     return parser.parse_args([])
+
+
+def test_listener_older_than_the_trace_is_named(tracer, netns_pair):
+    """The owner of a listener opened before tracing comes from /proc (in the
+    tracer's namespace), since the kernel side never saw its listen()."""
+    p = netns_pair
+    port = random.randrange(40000, 50000)
+    srv_name = unique_name("old")
+    server = subprocess.Popen(p.exec(p.b, sys.executable, "-c", SERVER, str(port), "3",
+                                     p.ip_b, p.ip6_b, srv_name), stdout=subprocess.PIPE, text=True)
+    server_pid = int(server.stdout.readline())
+    accepts = tracer(["tcpaccept", "--json", "--lport", str(port)], prefix=p.exec(p.b))
+    client = subprocess.run(p.exec(p.a, sys.executable, "-c", CLIENT, str(port), "3", "0",
+                                   p.ip_b, p.ip6_b, "cli"), capture_output=True, text=True, timeout=60)
+    assert client.returncode == 0 and server.wait(30) == 0, client.stderr
+    assert accepts.stop() == 0
+    recs = records(accepts)
+    assert [r["rport"] for r in recs] == json.loads(client.stdout)["ports"]
+    assert {(r["pid"], r["comm"]) for r in recs} == {(server_pid, srv_name)}

@@ -186,3 +186,23 @@ def test_help_ends_with_examples(name):
     proc = bpfwatch(name, "--help")
     assert proc.returncode == 0
     assert f"bpfwatch {name}" in proc.stdout.split("examples:")[1]
+
+
+def test_listening_owners_from_a_proc_tree(tmp_path):
+    (tmp_path / "net").mkdir()
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (tmp_path / "net" / "tcp").write_text(
+        head + "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1\n"
+        "   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 222 1\n")
+    (tmp_path / "net" / "tcp6").write_text(
+        head + "   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A "
+        "00000000:00000000 00:00000000 00000000     0        0 333 1\n")
+    for pid, comm, inodes in ((10, b"nginx\n", [111, 222]), (11, b"sshd\n", [333]), (12, b"x\n", [111])):
+        fd = tmp_path / str(pid) / "fd"
+        fd.mkdir(parents=True)
+        (tmp_path / str(pid) / "comm").write_bytes(comm)
+        for n, inode in enumerate(inodes):
+            (fd / str(n)).symlink_to(f"socket:[{inode}]")
+        (fd / "9").symlink_to("/dev/null")
+    assert tcpcommon.listening_owners(str(tmp_path)) == {
+        (socket.AF_INET, 8080): (10, b"nginx"), (socket.AF_INET6, 22): (11, b"sshd")}
