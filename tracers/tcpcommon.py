@@ -5,10 +5,12 @@ The C side is bpf_c/tcpcommon.h (struct tcp_tuple, port slots, filters).
 from __future__ import annotations
 
 import argparse
+import os
 import socket
+import sys
 import time
 
-from tracers import decoders
+from tracers import common, decoders
 
 PORT_SLOTS = 8  # keep in step with LPORT_0..7 / RPORT_0..7 in tcpcommon.h
 
@@ -106,9 +108,6 @@ def clock(ts_seconds: float) -> str:
 
 def stream(session, args, what: str, header: str, to_record, format_line) -> int:
     """Print each ring buffer event (text or JSON) until -d, Ctrl-C or SIGTERM."""
-    import sys
-
-    from tracers import common
     boot_offset = wall_clock_offset()
     seen = 0
 
@@ -160,7 +159,6 @@ def read_peer_counts(table, value_fields: tuple[str, ...]) -> list[dict]:
 
 def wait_for_end(args) -> None:
     """Sleep until -d or Ctrl-C/SIGTERM, for tracers that report at the end."""
-    from tracers import common
     common.interval_loop(argparse.Namespace(interval=None, count=None, duration=args.duration),
                          lambda final: None)
 
@@ -170,7 +168,6 @@ def listening_owners(proc: str = "/proc") -> dict[tuple[int, int], tuple[int, by
 
     The kernel side learns owners when listen() runs; this covers listeners
     older than the trace (the first process holding the socket wins)."""
-    import os
     wanted = {}
     for family, name in ((socket.AF_INET, "tcp"), (socket.AF_INET6, "tcp6")):
         try:
