@@ -176,6 +176,10 @@ class Session:
                 return -1
             try:
                 callback(table.event(data))
+            except SystemExit:  # BCC exits when it cannot map an event struct to ctypes
+                failures.append(LoadError(f"{self.spec.name}: BCC cannot decode the events of "
+                                          f"{map_name} (nested struct or 2-D array?)"))
+                return -1
             except Exception as exc:
                 failures.append(exc)
                 return -1
