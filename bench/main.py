@@ -96,9 +96,9 @@ def main(argv=None) -> int:
     started = time.monotonic()
     results = {"machine": machine()}
     q = args.quick
-    runs = {"overhead": lambda: overhead.run(rounds=1 if q else 5, iterations=200_000 if q else 500_000, log=log),
-            "streaming": lambda: streaming.run(seconds=0.3 if q else 1.0, execs=200 if q else 1000, log=log),
-            "scrape": lambda: scrape_table(rounds=2 if q else 5, log=log),
+    runs = {"overhead": lambda: overhead.run(rounds=1 if q else 4, iterations=100_000 if q else 300_000, log=log),
+            "streaming": lambda: streaming.run(seconds=0.2 if q else 0.5, execs=200 if q else 1000, log=log),
+            "scrape": lambda: scrape_table(rounds=2 if q else 3, log=log),
             "startup": lambda: startup.run(rounds=1 if q else 3, log=log)}
     for name in only:
         log(f"{TITLES[name]}...")

@@ -104,7 +104,8 @@ def render(result: dict) -> str:
                       "" if is_ours or row["error"] else c.ratio(ours, row["added_ns_per_event"]),
                       c.fmt_num(row.get("bpf_ns_per_event")),
                       "" if is_ours or row["error"] else c.ratio(ours_bpf, row.get("bpf_ns_per_event"))])
-    head = (f"Probe overhead: open+close of /dev/null, {result['iterations']} iterations, bare "
+    head = (f"Probe overhead: open+close of /dev/null, {result['iterations']} iterations, CPU time "
+            "of the workload (not wall time), bare "
             f"{result['bare_ns_per_iteration']:.0f} ns/iteration, median of {result['rounds']} "
             "interleaved rounds. Events: every syscall (2 per iteration) or each open (1).")
     head += (" `ns in BPF` is the kernel's own run-time statistic (BPF_ENABLE_STATS) for the tool's "

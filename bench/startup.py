@@ -15,8 +15,14 @@ import urllib.request
 
 from bench import common as c
 
-# Positionals some tracers need.
-EXTRA_ARGS = {"tctraffic": ["lo"]}
+# Arguments some tracers need (bpfwatch, then the bcc tool of the same name).
+EXTRA_ARGS = {"tctraffic": ["lo"], "sockfilter": ["-i", "lo"], "funccount": ["t:syscalls:sys_enter_getppid"],
+              "funclatency": ["c:getppid"]}
+BCC_ARGS = {"funccount": ["t:syscalls:sys_enter_getppid"], "funclatency": ["c:getppid"]}
+# bcc tools whose first line is not "Tracing..."; profile prints its line
+# before compiling, so it has no honest readiness line and is left out.
+BCC_READY = {"tcplife": ("LADDR",)}
+BCC_SKIP = {"profile": "prints its line before it compiles: no readiness to time"}
 # bpftrace programs doing the same job (tracepoints only: no kprobes here).
 BPFTRACE = {
     "syscount": "tracepoint:raw_syscalls:sys_enter { @[args->id] = count(); }",
@@ -31,6 +37,12 @@ BPFTRACE = {
                   "tracepoint:block:block_rq_complete /@s[args->dev, args->sector]/ { @us = "
                   "hist((nsecs - @s[args->dev, args->sector]) / 1000); delete(@s[args->dev, args->sector]); }",
     "tcplife": "tracepoint:sock:inet_sock_set_state { @[args->newstate] = count(); }",
+    "tcpretrans": "tracepoint:tcp:tcp_retransmit_skb { @[args->sport, args->dport] = count(); }",
+    "skbdrop": "tracepoint:skb:kfree_skb { @[args->reason] = count(); }",
+    "funccount": "tracepoint:syscalls:sys_enter_getppid { @ = count(); }",
+    "profile": "profile:hz:49 { @[kstack, ustack, comm] = count(); }",
+    "cpudist": "tracepoint:sched:sched_switch { @s[args->next_pid] = nsecs; if (@s[args->prev_pid]) "
+               "{ @us = hist((nsecs - @s[args->prev_pid]) / 1000); } }",
 }
 
 
@@ -45,7 +57,8 @@ def usable_tracers() -> list[str]:
 def _time(argv, ready) -> tuple[float | None, str | None]:
     try:
         with c.Tool(argv, ready) as tool:
-            time.sleep(0.5)  # let it finish attaching (not timed) before Ctrl-C
+            if argv[0] == "bpftrace":
+                time.sleep(0.5)  # let it finish attaching (not timed) before Ctrl-C
             return tool.ready_after, None
     except RuntimeError as exc:
         return None, str(exc)
@@ -75,10 +88,11 @@ def run(rounds: int = 3, log=print) -> dict:
     for name in tracers:
         tools.append((name, "bpfwatch", f"bpfwatch {name}", [*c.BPFWATCH, name, *EXTRA_ARGS.get(name, [])],
                       c.READY_BPFWATCH))
-        if c.tool_path(f"{name}-bpfcc"):
-            tools.append((name, "bcc", f"{name}-bpfcc", [f"{name}-bpfcc"], c.READY_BCC))
+        if c.tool_path(f"{name}-bpfcc") and name not in BCC_SKIP:
+            tools.append((name, "bcc", f"{name}-bpfcc", [f"{name}-bpfcc", *BCC_ARGS.get(name, [])],
+                          BCC_READY.get(name, c.READY_BCC)))
         if name in BPFTRACE and c.tool_path("bpftrace"):
-            tools.append((name, "bpftrace", "bpftrace", ["bpftrace", "-e", BPFTRACE[name]], c.READY_BPFTRACE))
+            tools.append((name, "bpftrace", f"bpftrace ({name})", ["bpftrace", "-e", BPFTRACE[name]], c.READY_BPFTRACE))
     times: dict[str, list] = {t[2]: [] for t in tools}
     errors: dict[str, str] = {}
     for r in range(rounds):
@@ -101,14 +115,14 @@ def render(result: dict) -> str:
         by.setdefault(r["tracer"], {})[r["kind"]] = r
     lines = []
 
-    def cell(r):
+    def cell(r, skipped=None):
         if r is None:
-            return "-"
+            return f"not timed: {skipped}" if skipped else "-"
         return "fails: " + r["error"][:70] if r["error"] else f"{r['seconds']:.2f}"
     for name, kinds in by.items():
         ours, bcc, bt = kinds.get("bpfwatch"), kinds.get("bcc"), kinds.get("bpftrace")
         good = lambda r: r["seconds"] if r and not r["error"] else None
-        lines.append([name, cell(ours), cell(bcc), cell(bt),
+        lines.append([name, cell(ours), cell(bcc, BCC_SKIP.get(name)), cell(bt),
                       c.ratio(good(ours), good(bcc)), c.ratio(good(ours), good(bt))])
     e = result["exporter"]
     return "\n".join([
