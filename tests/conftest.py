@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vmtier import IN_VM, proxy_on_host, pytest_runtest_logreport  # noqa: F401 (hook)
+from vmtier import proxy_on_host, pytest_runtest_logreport  # noqa: F401 (a hook)
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0

@@ -58,34 +58,11 @@ def format_line(rec: dict, queued: bool) -> str:
 
 
 def run(session, args) -> int:
-    boot_offset = time.time() - time.monotonic()  # ktime is CLOCK_MONOTONIC
-    seen = 0
-
-    def on_event(event):
-        nonlocal seen
-        seen += 1
-        rec = to_record(event, boot_offset)
-        if args.json:
-            common.emit(rec)
-        else:
-            print(format_line(rec, args.queued), flush=True)
-
-    common.announce(session, "block device I/O")
-    if not args.json:
-        queue = f"{'QUE(ms)':>8} " if args.queued else ""
-        print(f"{'TIME':<8} {'COMM':<16} {'PID':<7} {'DISK':<9} {'T':<5} {'SECTOR':>12} "
+    queue = f"{'QUE(ms)':>8} " if args.queued else ""
+    header = (f"{'TIME':<8} {'COMM':<16} {'PID':<7} {'DISK':<9} {'T':<5} {'SECTOR':>12} "
               f"{'BYTES':>8} {queue}{'LAT(ms)':>8}")
-    try:
-        session.poll_events("events", on_event, common.deadline(args))
-    finally:
-        lost = blockcommon.drop_warning(session, "bpfwatch biosnoop")
-        if lost:
-            print(lost, file=sys.stderr)
-        if args.json:
-            stats = session.stats()
-            common.emit({"summary": {"events": seen, "events_dropped": stats["events_dropped"],
-                                     "map_update_failures": stats["map_update_failures"]}})
-    return 0
+    return common.stream_events(session, args, "block device I/O", header, to_record,
+                                lambda rec: format_line(rec, args.queued))
 
 
 def main(argv=None) -> int:

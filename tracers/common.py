@@ -110,6 +110,39 @@ def announce(session, what: str) -> None:
           file=sys.stderr, flush=True)
 
 
+def stream_events(session, args, what: str, header: str, to_record, format_line) -> int:
+    """Print each ring buffer event (text or JSON) until -d, Ctrl-C or SIGTERM;
+    then report what the kernel could not deliver (stderr and a JSON summary)."""
+    boot_offset = time.time() - time.monotonic()  # ktime is CLOCK_MONOTONIC
+    seen = 0
+
+    def on_event(event):
+        nonlocal seen
+        seen += 1
+        rec = to_record(event, boot_offset)
+        if args.json:
+            emit(rec)
+        else:
+            print(format_line(rec), flush=True)
+
+    announce(session, what)
+    if not args.json:
+        print(header, flush=True)
+    try:
+        session.poll_events("events", on_event, deadline(args))
+    finally:
+        stats = session.stats()
+        if stats["events_dropped"]:
+            print(f"bpfwatch {session.spec.name}: {stats['events_dropped']} events dropped "
+                  "(ring buffer full)", file=sys.stderr)
+        if stats["map_update_failures"]:
+            print(f"bpfwatch {session.spec.name}: {stats['map_update_failures']} map updates "
+                  "failed (map full): some events were not seen", file=sys.stderr)
+        if args.json:
+            emit({"summary": {"events": seen, **stats}})
+    return 0
+
+
 def deadline(args) -> float | None:
     return time.monotonic() + args.duration if args.duration else None
 

@@ -91,31 +91,8 @@ def format_line(rec: dict) -> str:
 
 
 def run(session, args) -> int:
-    # ktime is CLOCK_MONOTONIC: shift it onto the wall clock once.
-    boot_offset = time.time() - time.monotonic()
-    seen = 0
-
-    def on_event(event):
-        nonlocal seen
-        seen += 1
-        rec = to_record(event, boot_offset)
-        if args.json:
-            common.emit(rec)
-        else:
-            print(format_line(rec), flush=True)
-
-    common.announce(session, "exec()")
-    if not args.json:
-        print(f"{'TIME':<8} {'PID':<7} {'PPID':<7} {'UID':<6} {'RET':>4} {'COMM':<16} FILENAME  ARGS")
-    try:
-        session.poll_events("events", on_event, common.deadline(args))
-    finally:
-        dropped = session.stats()["events_dropped"]
-        if dropped:
-            print(f"bpfwatch execsnoop: {dropped} events dropped (ring buffer full)", file=sys.stderr)
-        if args.json:
-            common.emit({"summary": {"events": seen, "events_dropped": dropped}})
-    return 0
+    header = f"{'TIME':<8} {'PID':<7} {'PPID':<7} {'UID':<6} {'RET':>4} {'COMM':<16} FILENAME  ARGS"
+    return common.stream_events(session, args, "exec()", header, to_record, format_line)
 
 
 def main(argv=None) -> int:

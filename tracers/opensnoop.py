@@ -130,32 +130,8 @@ def format_line(rec: dict) -> str:
 
 
 def run(session, args) -> int:
-    boot_offset = time.time() - time.monotonic()  # ktime is CLOCK_MONOTONIC
-    seen = 0
-
-    def on_event(event):
-        nonlocal seen
-        seen += 1
-        rec = to_record(event, boot_offset)
-        if args.json:
-            common.emit(rec)
-        else:
-            print(format_line(rec), flush=True)
-
-    common.announce(session, "file opens")
-    if not args.json:
-        print(f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'FD':>4} {'ERR':<7} {'FLAGS':<28} PATH")
-    try:
-        session.poll_events("events", on_event, common.deadline(args))
-    finally:
-        stats = session.stats()
-        if stats["events_dropped"]:
-            print(f"bpfwatch opensnoop: {stats['events_dropped']} events dropped (ring buffer full)",
-                  file=sys.stderr)
-        if args.json:
-            common.emit({"summary": {"events": seen, "events_dropped": stats["events_dropped"],
-                                     "map_update_failures": stats["map_update_failures"]}})
-    return 0
+    header = f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'FD':>4} {'ERR':<7} {'FLAGS':<28} PATH"
+    return common.stream_events(session, args, "file opens", header, to_record, format_line)
 
 
 def main(argv=None) -> int:

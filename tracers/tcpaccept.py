@@ -79,7 +79,7 @@ def print_counts(session, args) -> None:
 def run(session, args) -> int:
     tcpcommon.seed_listeners(session)  # owners of listeners older than the trace
     if not args.count:
-        return tcpcommon.stream(session, args, "TCP accepts", HEADER, to_record, format_line)
+        return common.stream_events(session, args, "TCP accepts", HEADER, to_record, format_line)
     common.announce(session, "TCP accepts (counting)")
     tcpcommon.wait_for_end(args)
     print_counts(session, args)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import sys
 import time
 
 from tracers import common, decoders
@@ -97,42 +96,8 @@ def endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def wall_clock_offset() -> float:
-    """Add to bpf_ktime_get_ns()/1e9 (CLOCK_MONOTONIC) to get Unix time."""
-    return time.time() - time.monotonic()
-
-
 def clock(ts_seconds: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts_seconds))
-
-
-def stream(session, args, what: str, header: str, to_record, format_line) -> int:
-    """Print each ring buffer event (text or JSON) until -d, Ctrl-C or SIGTERM."""
-    boot_offset = wall_clock_offset()
-    seen = 0
-
-    def on_event(event):
-        nonlocal seen
-        seen += 1
-        rec = to_record(event, boot_offset)
-        if args.json:
-            common.emit(rec)
-        else:
-            print(format_line(rec), flush=True)
-
-    common.announce(session, what)
-    if not args.json:
-        print(header, flush=True)
-    try:
-        session.poll_events("events", on_event, common.deadline(args))
-    finally:
-        dropped = session.stats()["events_dropped"]
-        if dropped:
-            print(f"bpfwatch {session.spec.name}: {dropped} events dropped (ring buffer full)",
-                  file=sys.stderr)
-        if args.json:
-            common.emit({"summary": {"events": seen, "events_dropped": dropped}})
-    return 0
 
 
 def add_count_flag(parser, what: str) -> None:

@@ -86,7 +86,7 @@ def print_counts(session, args) -> None:
 
 def run(session, args) -> int:
     if not args.count:
-        return tcpcommon.stream(session, args, "TCP connects", HEADER, to_record, format_line)
+        return common.stream_events(session, args, "TCP connects", HEADER, to_record, format_line)
     common.announce(session, "TCP connects (counting)")
     tcpcommon.wait_for_end(args)
     print_counts(session, args)

@@ -85,7 +85,7 @@ def format_line(rec: dict, micro: bool = False) -> str:
 
 def run(session, args) -> int:
     tcpcommon.seed_listeners(session)  # owners of listeners older than the trace
-    return tcpcommon.stream(session, args, "TCP connection lifetimes",
+    return common.stream_events(session, args, "TCP connection lifetimes",
                             HEADER + ("US" if args.us else "MS").rjust(10), to_record,
                             lambda rec: format_line(rec, args.us))
 

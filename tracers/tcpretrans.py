@@ -88,7 +88,7 @@ def print_flows(session, args) -> None:
 
 def run(session, args) -> int:
     if not args.count:
-        return tcpcommon.stream(session, args, "TCP retransmissions", HEADER, to_record, format_line)
+        return common.stream_events(session, args, "TCP retransmissions", HEADER, to_record, format_line)
     common.announce(session, "TCP retransmissions (counting)")
     tcpcommon.wait_for_end(args)
     print_flows(session, args)
