@@ -15,10 +15,10 @@ commands:
 
 
 def main(argv=None) -> int:
-    from tracers.registry import tracer_modules
+    from tracers.registry import tracer_module, tracer_modules
     argv = sys.argv[1:] if argv is None else list(argv)
-    modules = tracer_modules()
     if not argv or argv[0] in ("-h", "--help", "help"):
+        modules = tracer_modules()
         lines = "\n".join(f"  {name:<11} {m.SPEC.summary}" for name, m in modules.items())
         print(USAGE.format(tracers=lines))
         return 0 if argv else 2
@@ -36,11 +36,12 @@ def main(argv=None) -> int:
         from tracers import __version__
         print(f"bpfwatch {__version__}")
         return 0
-    if command not in modules:
-        known = ", ".join(["doctor", "list", "exporter", *modules])
+    module = tracer_module(command)
+    if module is None:
+        known = ", ".join(["doctor", "list", "exporter", *tracer_modules()])
         print(f"bpfwatch: unknown command {command!r} (known: {known})", file=sys.stderr)
         return 2
-    return modules[command].main(rest)
+    return module.main(rest)
 
 
 if __name__ == "__main__":

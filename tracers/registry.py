@@ -23,3 +23,18 @@ def tracer_modules() -> dict:
         if isinstance(spec, TracerSpec):
             found[spec.name] = module
     return dict(sorted(found.items()))
+
+
+def tracer_module(name: str):
+    """The module of tracer `name` (a tracer's module is named after it), or
+    None. Imports only that module: start-up need not pay for the others."""
+    if name in NOT_TRACERS or name.startswith("_") or not name.isidentifier():
+        return None
+    try:
+        module = importlib.import_module(f"tracers.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"tracers.{name}":
+            return None
+        raise
+    spec = getattr(module, "SPEC", None)
+    return module if isinstance(spec, TracerSpec) and spec.name == name else None
