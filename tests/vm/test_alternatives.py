@@ -37,16 +37,14 @@ def stop_all(runs):
         assert run.stop(signal.SIGINT) == 0, run.stderr
 
 
-def test_execsnoop_kprobe_tracepoint_btf_and_headers_agree(tracer, tmp_path):
+def test_execsnoop_kprobe_on_headers_and_tracepoint_on_btf_agree(tracer, tmp_path):
     program = tmp_path / unique_name("vmx")
     shutil.copy("/bin/true", program)
     runs = start_all(tracer, [
         ["execsnoop", "--json", "--hook", "tracepoint", "--offsets", "btf"],
-        ["execsnoop", "--json", "--hook", "tracepoint", "--offsets", "headers"],
-        ["execsnoop", "--json", "--hook", "kprobe"],
+        ["execsnoop", "--json", "--hook", "kprobe", "--offsets", "headers"],
     ])
-    assert ["via tracepoint", "via tracepoint", "via kprobe"] == \
-        [next(w for w in ("via tracepoint", "via kprobe") if w in r.stderr) for r in runs]
+    assert "via tracepoint" in runs[0].stderr and "via kprobe" in runs[1].stderr
     shell = subprocess.Popen(["sh", "-c", f'for i in 1 2 3 4 5; do "{program}" a "b c"; done; '
                                           f'"{program}.missing" 2>/dev/null; true'])
     assert shell.wait(60) == 0
@@ -54,7 +52,7 @@ def test_execsnoop_kprobe_tracepoint_btf_and_headers_agree(tracer, tmp_path):
     stop_all(runs)
     ours = [[r for r in records(run) if r["filename"].startswith(str(program))] for run in runs]
     assert len(ours[0]) == 6, ours[0]
-    assert ours[0] == ours[1] == ours[2]
+    assert ours[0] == ours[1]
     # the offsets are not just alike but right: every exec's parent is the shell
     assert {r["ppid"] for r in ours[0]} == {shell.pid}
     assert [r["ret"] for r in ours[0]] == [0] * 5 + [-2]
@@ -117,17 +115,15 @@ def test_tcplife_kprobe_tracepoint_btf_and_headers_agree(tracer, netns_pair):
         [(500 * k, 1000 * k) for k in range(1, n + 1)], tp_btf
 
 
-def test_tcpconnect_and_tcpaccept_kprobe_and_tracepoint_agree(tracer, netns_pair):
+def test_tcpconnect_kprobe_and_tracepoint_agree(tracer, netns_pair):
     port = random.randrange(20000, 30000, 2)
     conn = ["tcpconnect", "--json", "--rport", str(port), "--rport", str(port + 1)]
-    acc = ["tcpaccept", "--json", "--lport", str(port)]
-    runs = start_all(tracer, [[*conn, "--hook", "tracepoint"], [*conn, "--hook", "kprobe"],
-                              [*acc, "--hook", "tracepoint"], [*acc, "--hook", "kprobe"]])
+    runs = start_all(tracer, [[*conn, "--hook", "tracepoint"], [*conn, "--hook", "kprobe"]])
     n = run_tcp_workload(netns_pair, port)
     stop_all(runs)
-    conn_tp, conn_kp, acc_tp, acc_kp = [canonical(records(run)) for run in runs]
-    assert len(conn_tp) == n + 1 and conn_tp == conn_kp  # one refused
-    assert len(acc_tp) == n and acc_tp == acc_kp
+    tracepoint, kprobe = [canonical(records(run)) for run in runs]
+    assert len(tracepoint) == n + 1 and tracepoint == kprobe  # one refused
+    assert sum(r["result"] == "ECONNREFUSED" for r in kprobe) == 1
 
 
 def test_missing_btf_field_makes_an_alternative_ineligible_with_matching_headers_it_is_not():
