@@ -78,6 +78,7 @@ def unit_of(args) -> str:
 
 
 def defines(args) -> dict[str, int]:
+    args.function  # noqa: B018 (the exporter, which passes no FUNCTION, stops here)
     return {"UNIT_NS": UNITS[unit_of(args)]}
 
 
