@@ -77,9 +77,10 @@ def header_package(apt_updated: bool) -> str:
 
 def ensure_apt(packages: list[str]) -> None:
     missing = [p for p in packages if not is_installed(p)]
-    exact_headers = f"linux-headers-{platform.release()}"
+    # Headers are settled once matching ones exist, or Debian's generic
+    # fallback is in (the archive had no matching ones when it was chosen).
     headers_missing = not (Path("/lib/modules", platform.release(), "build").exists()
-                           or is_installed(exact_headers))
+                           or is_installed(header_package(apt_updated=False)))
     if not missing and not headers_missing:
         return
     say("installing Debian packages")
