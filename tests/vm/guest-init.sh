@@ -20,7 +20,9 @@ cd /newroot || exit 1
 mount --move /dev dev; mount --move /proc proc; mount --move /sys sys
 mkdir -p dev/pts dev/shm
 mount -t devpts devpts dev/pts; mount -t tmpfs shm dev/shm
-mount -t tmpfs tmp tmp; mount -t tmpfs -o mode=755 run run
+# /tmp stays the overlay's: a checkout under the host's /tmp (CI clones
+# there) must be visible; writes still land in the guest's tmpfs.
+mount -t tmpfs -o mode=755 run run
 mount -t debugfs debugfs sys/kernel/debug
 mount -t tracefs tracefs sys/kernel/tracing
 mount -t securityfs securityfs sys/kernel/security
