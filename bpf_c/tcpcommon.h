@@ -171,4 +171,31 @@ static __always_inline int owner_filtered_out(u32 pid, const char *comm)
     return 0;
 }
 
+// The socket state-change entry point of tcplife and tcpconnect, for both
+// hooks: each file defines on_state(sk, oldstate, newstate, tuple). A macro
+// so that it expands in the tracer's own file (BCC generates tracepoint
+// structs and rewrites only there).
+#ifdef HOOK_TRACEPOINT
+#define BW_SET_STATE_ENTRY                                                   \
+int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)        \
+{                                                                            \
+    if (args->protocol != BW_IPPROTO_TCP)                                    \
+        return 0;                                                            \
+    struct tcp_tuple t = {};                                                 \
+    TUPLE_FROM_TP(&t, args);                                                 \
+    return on_state(args->skaddr, args->oldstate, args->newstate, &t);       \
+}
+#endif
+#ifdef HOOK_KPROBE
+// tcp_set_state(sk, state) runs before the change: the old state is in sk.
+#define BW_SET_STATE_ENTRY                                                   \
+int on_set_state(struct pt_regs *ctx)                                        \
+{                                                                            \
+    const void *sk = (const void *)PT_REGS_PARM1(ctx);                       \
+    struct tcp_tuple t = {};                                                 \
+    tuple_from_sk(&t, sk);                                                   \
+    return on_state(sk, bw_sk_state(sk), (int)PT_REGS_PARM2(ctx), &t);       \
+}
+#endif
+
 #endif

@@ -223,26 +223,6 @@ done:
     return 0;
 }
 
-#ifdef HOOK_TRACEPOINT
-int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
-{
-    if (args->protocol != BW_IPPROTO_TCP)
-        return 0;
-    struct tcp_tuple t = {};
-    TUPLE_FROM_TP(&t, args);
-    return on_state(args->skaddr, args->oldstate, args->newstate, &t);
-}
-#endif
-
-#ifdef HOOK_KPROBE
-// tcp_set_state(sk, state) runs before the change: the old state is in sk.
-// (Children of listeners are born SYN_RECV without it: their lifetime
-// starts at ESTABLISHED here.)
-int on_set_state(struct pt_regs *ctx)
-{
-    const void *sk = (const void *)PT_REGS_PARM1(ctx);
-    struct tcp_tuple t = {};
-    tuple_from_sk(&t, sk);
-    return on_state(sk, bw_sk_state(sk), (int)PT_REGS_PARM2(ctx), &t);
-}
-#endif
+// Children of listeners are born SYN_RECV without tcp_set_state: under the
+// kprobe their lifetime starts at ESTABLISHED.
+BW_SET_STATE_ENTRY
