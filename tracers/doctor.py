@@ -1,11 +1,7 @@
 """`bpfwatch doctor`: what this kernel can do, each answer decided by trying."""
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
-from tracers.common import OneLineParser
+from tracers.common import probe_report_main
 
 
 def report(probe) -> dict:
@@ -21,23 +17,7 @@ def report(probe) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = OneLineParser(
-        prog="bpfwatch doctor", description="Probe what this kernel can do for BPF tracing.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  bpfwatch doctor\n  bpfwatch doctor --json | jq .features.kprobe")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    from tracers import runtime
-    try:
-        runtime.require_root()
-        data = report(runtime.get_probe())
-    except runtime.BpfwatchError as exc:
-        print(f"bpfwatch doctor: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
+def print_text(data: dict) -> None:
     print(f"{'kernel':<18} {data['kernel']}")
     print(f"{'headers':<18} {data['headers']['mode']} {data['headers']['version']}")
     for problem in data["mount_problems"]:
@@ -45,4 +25,9 @@ def main(argv=None) -> int:
     for name, f in data["features"].items():
         mark = "yes" if f["available"] else "no "
         print(f"{name:<18} {mark}  {f['detail']}")
-    return 0
+
+
+def main(argv=None) -> int:
+    return probe_report_main(
+        argv, "bpfwatch doctor", "Probe what this kernel can do for BPF tracing.",
+        ("bpfwatch doctor", "bpfwatch doctor --json | jq .features.kprobe"), report, print_text)

@@ -1,11 +1,7 @@
 """`bpfwatch list`: every tracer and the hook it would use on this kernel."""
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
-from tracers.common import OneLineParser
+from tracers.common import probe_report_main
 
 
 def rows(probe) -> list[dict]:
@@ -25,27 +21,16 @@ def rows(probe) -> list[dict]:
     return out
 
 
-def main(argv=None) -> int:
-    parser = OneLineParser(
-        prog="bpfwatch list", description="List tracers with the hook each would use here.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  bpfwatch list\n  bpfwatch list --json")
-    parser.add_argument("--json", action="store_true", help="print one JSON array")
-    args = parser.parse_args(argv)
-    from tracers import runtime
-    try:
-        runtime.require_root()
-        data = rows(runtime.get_probe())
-    except runtime.BpfwatchError as exc:
-        print(f"bpfwatch list: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
+def print_text(data: list[dict]) -> None:
     for row in data:
         if row["usable"]:
             where = f"{row['hook']:<15} {', '.join(row['hooks'])}"
         else:
             where = "UNAVAILABLE     " + "; ".join(f"{r['alternative']}: {r['why']}" for r in row["rejected"])
         print(f"{row['tracer']:<12} {where}")
-    return 0
+
+
+def main(argv=None) -> int:
+    return probe_report_main(
+        argv, "bpfwatch list", "List tracers with the hook each would use here.",
+        ("bpfwatch list", "bpfwatch list --json"), rows, print_text)
