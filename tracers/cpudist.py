@@ -4,20 +4,14 @@ from __future__ import annotations
 import sys
 
 from tracers import common, runqlat
-from tracers.spec import Alternative, Hook, Metric, TracerSpec
+from tracers.schedcommon import SCHED_SWITCH_ALTERNATIVES
+from tracers.spec import Metric, TracerSpec
 
 SPEC = TracerSpec(
     name="cpudist",
     summary="on-CPU (or -O off-CPU) time per scheduling stint as a log2 histogram",
     c_file="cpudist.bpf.c",
-    alternatives=(
-        Alternative("tracepoint", (
-            Hook("tracepoint", "sched:sched_switch", "on_sched_switch"),
-        ), define="HOOK_TRACEPOINT"),
-        Alternative("raw_tracepoint", (
-            Hook("raw_tracepoint", "sched_switch", "on_sched_switch"),
-        ), define="HOOK_RAW_TRACEPOINT", btf_fields={"OFF_TASK_PID": ("task_struct", "pid")}),
-    ),
+    alternatives=SCHED_SWITCH_ALTERNATIVES,
     metrics=(
         Metric("cpu_oncpu_seconds", "Time tasks ran on a CPU per scheduling stint.",
                map="dist", kind="histogram", buckets="exp2", multiplier=1e-6, sum_map="dist_sum"),

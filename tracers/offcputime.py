@@ -6,20 +6,14 @@ import sys
 import time
 
 from tracers import common, decoders, flamegraph
-from tracers.spec import Alternative, Hook, TracerSpec
+from tracers.schedcommon import SCHED_SWITCH_ALTERNATIVES
+from tracers.spec import TracerSpec
 
 SPEC = TracerSpec(
     name="offcputime",
     summary="off-CPU time summed by process and user+kernel stack, as folded stacks or a flame graph",
     c_file="offcputime.bpf.c",
-    alternatives=(
-        Alternative("tracepoint", (
-            Hook("tracepoint", "sched:sched_switch", "on_sched_switch"),
-        ), define="HOOK_TRACEPOINT"),
-        Alternative("raw_tracepoint", (
-            Hook("raw_tracepoint", "sched_switch", "on_sched_switch"),
-        ), define="HOOK_RAW_TRACEPOINT", btf_fields={"OFF_TASK_PID": ("task_struct", "pid")}),
-    ),
+    alternatives=SCHED_SWITCH_ALTERNATIVES,
     examples=(
         "bpfwatch offcputime -d 5                  # folded stacks (usecs) after 5 s",
         "bpfwatch offcputime -p 1234 --svg off.svg # one process, plus a flame graph",

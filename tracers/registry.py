@@ -9,7 +9,7 @@ from tracers.spec import TracerSpec
 
 NOT_TRACERS = {"__main__", "bootstrap", "cli", "common", "registry", "doctor", "listing",
                "spec", "btf", "decoders", "fmt", "syscall_table", "runtime",
-               "blockcommon", "pcap", "flamegraph", "tcpcommon"}
+               "blockcommon", "schedcommon", "pcap", "flamegraph", "tcpcommon"}
 
 
 def tracer_modules() -> dict:
