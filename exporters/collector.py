@@ -21,6 +21,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from tracers import decoders, fmt
+from tracers.runtime.maps import read_items
 from tracers.spec import Label, Metric, TracerSpec
 
 NAMESPACE = "bpfwatch"
@@ -64,16 +65,6 @@ def number(value, field: str = "") -> int:
     if field:
         value = getattr(value, field)
     return value if isinstance(value, int) else int(value.value)
-
-
-def read_items(table, use_batch: bool = True) -> tuple[list, bool]:
-    """(all (key, value) pairs, whether the batch read worked)."""
-    if use_batch and hasattr(table, "items_lookup_batch"):
-        try:
-            return list(table.items_lookup_batch()), True
-        except Exception:  # kernel or map type without batch ops: per-key reads
-            pass
-    return list(table.items()), False
 
 
 def linear_buckets(counts: dict[int, int], width: int, multiplier: float,

@@ -5,6 +5,7 @@ import sys
 import time
 
 from tracers import common, fmt
+from tracers.runtime.maps import as_int
 from tracers.spec import Alternative, Hook, Metric, TracerSpec
 
 RAW_TASK_FIELDS = {"OFF_TASK_PID": ("task_struct", "pid"),
@@ -62,14 +63,14 @@ def defines(args) -> dict[str, int]:
 
 def read_slots(session) -> dict[int, int]:
     """Cumulative slot counts of the whole histogram (never cleared)."""
-    out = {k.value: sum(per_cpu) for k, per_cpu in session.bpf["dist"].items()}
+    out = {as_int(k): sum(per_cpu) for k, per_cpu in session.read_map("dist")}
     return {slot: count for slot, count in out.items() if count}
 
 
 def read_per_id(session) -> dict[int, dict[int, int]]:
     out: dict[int, dict[int, int]] = {}
-    for k, v in session.bpf["dist_pid"].items():
-        out.setdefault(k.pid, {})[k.slot] = v.value
+    for k, v in session.read_map("dist_pid"):
+        out.setdefault(k.pid, {})[k.slot] = as_int(v)
     return out
 
 

@@ -5,6 +5,7 @@ import sys
 import time
 
 from tracers import common, decoders
+from tracers.runtime.maps import as_int
 from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
 
 SPEC = TracerSpec(
@@ -72,14 +73,14 @@ def read_totals(session, per_process: bool) -> dict:
     """Cumulative totals; the maps are never cleared (the exporter's counters)."""
     totals = {}
     if per_process:
-        for key, value in session.bpf["proc_syscalls"].items():
+        for key, value in session.read_map("proc_syscalls"):
             totals[(key.pid, decoders.comm(common.raw_field(value, "comm")), key.nr)] = \
                 (value.count, value.total_ns)
         return totals
-    for key, per_cpu in session.bpf["syscalls"].items():
+    for key, per_cpu in session.read_map("syscalls"):
         count = sum(v.count for v in per_cpu)
         if count:
-            totals[key.value] = (count, sum(v.total_ns for v in per_cpu))
+            totals[as_int(key)] = (count, sum(v.total_ns for v in per_cpu))
     return totals
 
 

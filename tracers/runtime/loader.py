@@ -79,6 +79,7 @@ class Session:
         self.bpf = None
         self.compile_seconds = 0.0
         self._cleanups: list[Callable[[], None]] = []
+        self._batch_ok: dict[str, bool] = {}
 
     def on_close(self, fn: Callable[[], None]) -> None:
         self._cleanups.append(fn)
@@ -161,6 +162,12 @@ class Session:
             self.bpf = None
 
     # -- reading ---------------------------------------------------------------
+    def read_map(self, name: str) -> list:
+        """All (key, value) pairs of a map, batched when the kernel allows."""
+        from tracers.runtime.maps import read_items
+        items, self._batch_ok[name] = read_items(self.bpf[name], self._batch_ok.get(name, True))
+        return items
+
     def stats(self) -> dict[str, int]:
         """Kernel-side self-telemetry from the shared bpfwatch_stats array."""
         from tracers.runtime.stats import read_stats
