@@ -20,7 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from tracers import decoders, fmt
+from tracers import decoders
+from tracers.output import text as fmt
 from tracers.runtime.maps import read_items
 from tracers.spec import Label, Metric, TracerSpec
 

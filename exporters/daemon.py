@@ -16,9 +16,9 @@ from prometheus_client.exposition import MetricsHandler
 
 from exporters import program, webconfig
 from exporters.collector import DEFAULT_MAX_SERIES, NAMESPACE, MapCollector, Target, metric_name
-from tracers import __version__, common
-from tracers.common import OneLineParser
-from tracers.spec import TracerSpec
+from tracers import __version__, options
+from tracers.options import OneLineParser
+from tracers.spec import TracerSpec, UsageError
 
 PROG = "bpfwatch exporter"
 DEFAULT_LISTEN = "127.0.0.1:9435"
@@ -71,7 +71,7 @@ def build_parser() -> OneLineParser:
                         "print what would be served, and exit")
     parser.add_argument("--strict", action="store_true", help="a tracer without a usable hook is an error")
     parser.add_argument("--web-config", metavar="FILE", help="TLS and basic auth (exporter-toolkit YAML)")
-    parser.add_argument("--max-series", type=common.positive_int, default=DEFAULT_MAX_SERIES, metavar="N",
+    parser.add_argument("--max-series", type=options.positive_int, default=DEFAULT_MAX_SERIES, metavar="N",
                         help=f"series per metric before the rest fold into 'other' (default {DEFAULT_MAX_SERIES})")
     parser.add_argument("--per-process", action="store_true",
                         help="keep pid/comm labels (off by default: cardinality follows the workload)")
@@ -82,11 +82,9 @@ class _NeedsOptions(Exception):
     pass
 
 
-def default_args(module):
+def default_args(tracer):
     """The tracer's CLI defaults: the exporter runs what `bpfwatch <tracer>` runs."""
-    parser = common.build_parser(module.SPEC, interval=getattr(module, "INTERVAL", False))
-    if hasattr(module, "add_arguments"):
-        module.add_arguments(parser)
+    parser = options.build_parser(tracer)
 
     def refuse(message):
         raise _NeedsOptions(message)
@@ -94,21 +92,17 @@ def default_args(module):
     return parser.parse_args([])
 
 
-def builtin_job(module) -> Job:
+def builtin_job(tracer_class) -> Job:
+    """The tracer's own setup with its default arguments, plus the exporter's overrides."""
     from tracers.runtime import BpfwatchError
-    spec = module.SPEC
-    job = Job(spec)
+    tracer = tracer_class()
+    spec = tracer.spec
     try:
-        args = default_args(module)
-        if hasattr(module, "defines"):
-            job.defines.update(module.defines(args))
-        if hasattr(module, "skip_hooks"):
-            job.skip.update(module.skip_hooks(args))
-        if hasattr(module, "attachers"):
-            job.attachers = module.attachers(args)
-    except (_NeedsOptions, SystemExit, AttributeError, ValueError) as exc:
+        setup = tracer.setup(default_args(tracer))
+    except (_NeedsOptions, UsageError) as exc:
         raise BpfwatchError(f"{spec.name} needs options the exporter does not pass "
                             f"({exc}); run it as `bpfwatch {spec.name}` instead") from None
+    job = Job(setup.spec, dict(setup.defines), set(setup.skip), setup.attachers)
     job.defines.update(spec.exporter_defines)
     job.skip.update(spec.exporter_skip)
     return job
@@ -116,15 +110,15 @@ def builtin_job(module) -> Job:
 
 def plan_jobs(args, probe) -> tuple[list[Job], list[str]]:
     """(jobs, notes): the tracers and programs asked for; notes say what was left out."""
-    from tracers.registry import tracer_modules
+    from tracers.registry import tracer_classes
     from tracers.runtime import BpfwatchError, plan
-    modules = tracer_modules()
+    modules = tracer_classes()
     notes = []
     if args.tracers is None:
         names = []
         for name, module in modules.items():
-            if module.SPEC.exporter_default:
-                result = plan(module.SPEC, probe)
+            if module.spec.exporter_default:
+                result = plan(module.spec, probe)
                 if result.usable:
                     names.append(name)
                 else:

@@ -15,11 +15,10 @@ commands:
 
 
 def main(argv=None) -> int:
-    from tracers.registry import tracer_module, tracer_modules
+    from tracers.registry import tracer_class, tracer_classes
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        modules = tracer_modules()
-        lines = "\n".join(f"  {name:<11} {m.SPEC.summary}" for name, m in modules.items())
+        lines = "\n".join(f"  {name:<11} {t.spec.summary}" for name, t in tracer_classes().items())
         print(USAGE.format(tracers=lines))
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
@@ -36,12 +35,13 @@ def main(argv=None) -> int:
         from tracers import __version__
         print(f"bpfwatch {__version__}")
         return 0
-    module = tracer_module(command)
-    if module is None:
-        known = ", ".join(["doctor", "list", "exporter", *tracer_modules()])
+    tracer = tracer_class(command)
+    if tracer is None:
+        known = ", ".join(["doctor", "list", "exporter", *tracer_classes()])
         print(f"bpfwatch: unknown command {command!r} (known: {known})", file=sys.stderr)
         return 2
-    return module.main(rest)
+    from tracers import runner
+    return runner.main(tracer, rest)
 
 
 if __name__ == "__main__":

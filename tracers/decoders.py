@@ -11,6 +11,7 @@ Pure stdlib; never imports bcc.
 from __future__ import annotations
 
 import bisect
+import ctypes
 import difflib
 import errno
 import functools
@@ -19,7 +20,7 @@ import socket
 import sys
 from typing import Callable
 
-from .syscall_table import SYSCALLS
+from tracers.runtime.syscall_table import SYSCALLS
 
 
 class DecodeError(ValueError):
@@ -356,3 +357,9 @@ def drop_reason(value, table: dict[int, str] | None = None) -> str:
         name = table.get(n)
         return _reason_label(str(name)) if name else f"reason_{n}"
     return _drop_reasons.get(n, f"reason_{n}")
+
+
+def raw_field(event, name: str) -> bytes:
+    """All bytes of a char-array field (ctypes stops reading them at a NUL)."""
+    desc = getattr(type(event), name)
+    return ctypes.string_at(ctypes.addressof(event) + desc.offset, desc.size)

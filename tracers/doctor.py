@@ -1,7 +1,7 @@
 """`bpfwatch doctor`: what this kernel can do, each answer decided by trying."""
 from __future__ import annotations
 
-from tracers.common import probe_report_main
+from tracers.report import probe_report_main
 
 
 def report(probe) -> dict:

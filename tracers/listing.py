@@ -1,18 +1,18 @@
 """`bpfwatch list`: every tracer and the hook it would use on this kernel."""
 from __future__ import annotations
 
-from tracers.common import probe_report_main
+from tracers.report import probe_report_main
 
 
 def rows(probe) -> list[dict]:
-    from tracers.registry import tracer_modules
+    from tracers.registry import tracer_classes
     from tracers.runtime import plan
     out = []
-    for name, module in tracer_modules().items():
-        result = plan(module.SPEC, probe)
+    for name, tracer in tracer_classes().items():
+        result = plan(tracer.spec, probe)
         out.append({
             "tracer": name,
-            "summary": module.SPEC.summary,
+            "summary": tracer.spec.summary,
             "usable": result.usable,
             "hook": result.alternative.name if result.usable else None,
             "hooks": [f"{h.kind}:{h.target}" for h in result.alternative.hooks] if result.usable else [],

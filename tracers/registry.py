@@ -1,40 +1,31 @@
-"""Find tracer modules: any module in this package that declares a SPEC."""
+"""Find the tracers: every public module of tracers.tools declares one TRACER."""
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-import tracers
-from tracers.spec import TracerSpec
-
-NOT_TRACERS = {"__main__", "bootstrap", "cli", "common", "registry", "doctor", "listing",
-               "spec", "btf", "decoders", "fmt", "syscall_table", "runtime",
-               "blockcommon", "schedcommon", "pcap", "flamegraph", "tcpcommon"}
+from tracers import tools
+from tracers.spec import Tracer
 
 
-def tracer_modules() -> dict:
-    """name -> module, sorted by name."""
-    found = {}
-    for info in pkgutil.iter_modules(tracers.__path__):
-        if info.name in NOT_TRACERS or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"tracers.{info.name}")
-        spec = getattr(module, "SPEC", None)
-        if isinstance(spec, TracerSpec):
-            found[spec.name] = module
-    return dict(sorted(found.items()))
+def _load(name: str) -> type[Tracer] | None:
+    module = importlib.import_module(f"tracers.tools.{name}")
+    tracer = getattr(module, "TRACER", None)
+    if not (isinstance(tracer, type) and issubclass(tracer, Tracer) and tracer.spec.name == name):
+        raise TypeError(f"tracers/tools/{name}.py must declare TRACER, a Tracer named {name!r}")
+    return tracer
 
 
-def tracer_module(name: str):
-    """The module of tracer `name` (a tracer's module is named after it), or
-    None. Imports only that module: start-up need not pay for the others."""
-    if name in NOT_TRACERS or name.startswith("_") or not name.isidentifier():
-        return None
-    try:
-        module = importlib.import_module(f"tracers.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"tracers.{name}":
-            return None
-        raise
-    spec = getattr(module, "SPEC", None)
-    return module if isinstance(spec, TracerSpec) and spec.name == name else None
+def tracer_names() -> list[str]:
+    return sorted(i.name for i in pkgutil.iter_modules(tools.__path__) if not i.name.startswith("_"))
+
+
+def tracer_classes() -> dict[str, type[Tracer]]:
+    """name -> Tracer class, sorted by name."""
+    return {name: _load(name) for name in tracer_names()}
+
+
+def tracer_class(name: str) -> type[Tracer] | None:
+    """The tracer called `name`, importing only its module (start-up need
+    not pay for the others), or None."""
+    return _load(name) if name in tracer_names() else None

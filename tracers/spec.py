@@ -110,3 +110,55 @@ class TracerSpec:
                 return alt
         known = ", ".join(a.name for a in self.alternatives)
         raise KeyError(f"{self.name} has no hook alternative {name!r} (known: {known})")
+
+
+class UsageError(Exception):
+    """Bad input: the runner prints `bpfwatch <tracer>: <message>` once and exits 2."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a run loads: the spec (hooks may be resolved per run), the -D
+    integers, entry points not to attach, and custom attachers by hook kind."""
+    spec: TracerSpec
+    defines: dict[str, int] = field(default_factory=dict)
+    skip: frozenset[str] = frozenset()
+    attachers: dict | None = None
+
+
+class Tracer:
+    """The tracer contract. The runner (and the exporter, with default
+    arguments) calls add_positionals/add_arguments, then setup(args), then
+    run(session, args). One instance per run: per-run state lives on it.
+    Bad input raises UsageError; nothing here may exit the process."""
+    spec: TracerSpec
+    interval = False  # summary tracers take [interval [count]]
+
+    def add_positionals(self, parser) -> None:
+        """Positionals before [interval [count]] (an interface, a pattern)."""
+
+    def add_arguments(self, parser) -> None:
+        """Options of this tracer, besides the shared ones."""
+
+    def defines(self, args) -> dict[str, int]:
+        return {}
+
+    def skip_hooks(self, args) -> set[str]:
+        """Entry points not to attach for these arguments."""
+        return set()
+
+    def attachers(self, args) -> dict | None:
+        """hook kind -> attach(session, hook), for hooks BCC cannot attach."""
+        return None
+
+    def session_spec(self, args) -> TracerSpec:
+        """The spec to load: SPEC, or one with hooks resolved at run time."""
+        return self.spec
+
+    def setup(self, args) -> Setup:
+        defines = self.defines(args)
+        spec = self.session_spec(args)
+        return Setup(spec, defines, frozenset(self.skip_hooks(args)), self.attachers(args))
+
+    def run(self, session, args) -> int:
+        raise NotImplementedError

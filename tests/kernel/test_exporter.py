@@ -100,16 +100,16 @@ def test_exposition_passes_promtool_and_has_self_telemetry(exporter):
 def test_check_loads_every_builtin_tracer_and_both_examples():
     """Every tracer that declares metrics and runs with its default options."""
     from exporters.daemon import builtin_job
-    from tracers.registry import tracer_modules
+    from tracers.registry import tracer_classes
     from tracers.runtime import BpfwatchError
     names = []
-    for name, module in tracer_modules().items():
+    for name, module in tracer_classes().items():
         try:
             builtin_job(module)
         except BpfwatchError:  # needs options (an interface, ...): not an exporter default
-            assert not module.SPEC.exporter_default, name
+            assert not module.spec.exporter_default, name
             continue
-        if module.SPEC.metrics:
+        if module.spec.metrics:
             names.append(name)
     run = exporter_cli("--check", "--tracers", ",".join(names), "--program", ERRORS_TOML,
                        "--program", READS_TOML, timeout=300)

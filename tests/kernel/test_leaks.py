@@ -4,13 +4,13 @@ import signal
 import pytest
 
 from conftest import bpf_objects, probe_events, wait_gone
-from tracers.registry import tracer_module
+from tracers.registry import tracer_class
 
 pytestmark = pytest.mark.kernel
 
 
 def entry_points(name: str) -> set[str]:
-    spec = tracer_module(name).SPEC
+    spec = tracer_class(name).spec
     return {h.fn for alt in spec.alternatives for h in alt.hooks}
 
 

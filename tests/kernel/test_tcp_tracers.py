@@ -314,16 +314,16 @@ def test_kprobe_alternative_passes_the_verifier(name):
     program type loads without attaching), offsets from this kernel's BTF."""
     from bcc import BPF
 
-    from tracers import btf
-    from tracers.registry import tracer_modules
+    from tracers.runtime import btf
+    from tracers.registry import tracer_classes
     from tracers.runtime import machine
     from tracers.runtime.loader import c_include_dir, c_source, cflags_for
     machine.resolve_headers()
-    module = tracer_modules()[name]
-    alt = module.SPEC.alternative("kprobe")
+    module = tracer_classes()[name]
+    alt = module.spec.alternative("kprobe")
     defines = {alt.define: 1, **btf.resolve_offsets(alt.btf_fields)}
     defines.update(module.defines(module_args(module)))
-    bpf = BPF(text=c_source(module.SPEC).encode(),
+    bpf = BPF(text=c_source(module.spec).encode(),
               cflags=cflags_for(defines) + [f"-I{c_include_dir()}"])
     try:
         for hook in alt.hooks:
@@ -333,8 +333,8 @@ def test_kprobe_alternative_passes_the_verifier(name):
 
 
 def module_args(module):
-    from tracers import common
-    parser = common.build_parser(module.SPEC)
+    from tracers import options
+    parser = options.build_parser(module())
     module.add_arguments(parser)
     return parser.parse_args([])
 

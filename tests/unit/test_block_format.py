@@ -4,7 +4,11 @@ import ctypes
 
 import pytest
 
-from tracers import biolatency, biosnoop, blockcommon
+from tracers.spec import UsageError
+
+from tracers.tools import biolatency
+from tracers.tools import biosnoop
+from tracers.tools import _block
 
 
 @pytest.fixture
@@ -22,7 +26,7 @@ def sysfs(tmp_path):
 @pytest.mark.parametrize("name, dev", [("loop3", 7 << 20 | 3), ("/dev/loop3", 7 << 20 | 3),
                                        ("nvme0n1", 259 << 20)])
 def test_disk_dev(sysfs, name, dev):
-    assert blockcommon.disk_dev(name, sysfs=sysfs) == dev
+    assert _block.disk_dev(name, sysfs=sysfs) == dev
 
 
 @pytest.mark.parametrize("name, words", [
@@ -30,23 +34,23 @@ def test_disk_dev(sysfs, name, dev):
     ("junk", "no block device"), ("../loop3", "disk name"), ("", "disk name"), ("/dev/", "disk name"),
 ])
 def test_bad_disk(sysfs, name, words):
-    with pytest.raises(SystemExit, match=words):
-        blockcommon.disk_dev(name, sysfs=sysfs, prog="bpfwatch biolatency")
+    with pytest.raises(UsageError, match=words):
+        _block.disk_dev(name, sysfs=sysfs, prog="bpfwatch biolatency")
 
 
 def test_insert_hook_is_skipped_unless_needed():
     args = argparse.Namespace(queued=False, pid=None, comm=None)
-    assert blockcommon.skip_hooks(args, needs_issuer=False) == {"on_insert"}
-    assert blockcommon.skip_hooks(args, needs_issuer=True) == set()
-    assert blockcommon.skip_hooks(argparse.Namespace(queued=True, pid=None, comm=None), False) == set()
-    assert blockcommon.skip_hooks(argparse.Namespace(queued=False, pid=7, comm=None), False) == set()
+    assert _block.skip_hooks(args, needs_issuer=False) == {"on_insert"}
+    assert _block.skip_hooks(args, needs_issuer=True) == set()
+    assert _block.skip_hooks(argparse.Namespace(queued=True, pid=None, comm=None), False) == set()
+    assert _block.skip_hooks(argparse.Namespace(queued=False, pid=7, comm=None), False) == set()
 
 
 def test_defines():
     args = argparse.Namespace(queued=True, disk=None, milliseconds=True, disks=True, flags=False)
-    assert biolatency.defines(args) == {"QUEUED": 1, "MILLISECONDS": 1, "PER_DISK": 1}
+    assert biolatency.TRACER().defines(args) == {"QUEUED": 1, "MILLISECONDS": 1, "PER_DISK": 1}
     snoop = argparse.Namespace(queued=False, disk=None)
-    assert biosnoop.defines(snoop) == {"BIOSNOOP": 1}
+    assert biosnoop.TRACER().defines(snoop) == {"BIOSNOOP": 1}
 
 
 def test_deltas_keep_only_what_grew():

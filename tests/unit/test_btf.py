@@ -1,4 +1,4 @@
-"""tracers.btf: a hand-built BTF blob (parser logic, any machine) and the
+"""tracers.runtime.btf: a hand-built BTF blob (parser logic, any machine) and the
 host kernel's BTF checked against bpftool's own reading of it."""
 
 import os
@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tracers.btf import (ARRAY, BTF, CONST, ENUM, ENUM64, FUNC, FUNC_PROTO,
+from tracers.runtime.btf import (ARRAY, BTF, CONST, ENUM, ENUM64, FUNC, FUNC_PROTO,
                          INT, PTR, STRUCT, TYPEDEF, UNION, VMLINUX,
                          BTFUnavailable, FieldNotFound, resolve_offsets)
 

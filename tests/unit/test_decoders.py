@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tracers import decoders as d
-from tracers.syscall_table import SYSCALLS
+from tracers.runtime.syscall_table import SYSCALLS
 
 
 def host_int(raw: bytes) -> int:

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tracers import flamegraph, offcputime, runqlat
+from tracers.output import flamegraph
+from tracers.tools import _hist, _stacks, offcputime, runqlat
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -89,27 +90,27 @@ def test_tiny_frames_are_dropped_but_count_in_the_parent():
 
 def test_stack_frames_order_comm_user_kernel():
     row = {"comm": "app", "user_stack": ["main", "f"], "kernel_stack": ["entry", "schedule"]}
-    assert offcputime.frames(row) == ["app", "main", "f", "entry", "schedule"]
+    assert _stacks.frames(row) == ["app", "main", "f", "entry", "schedule"]
 
 
 def test_histogram_delta_render_and_json():
     before = {1: 2, 3: 5}
     now = {1: 2, 3: 9, 4: 1}
-    d = runqlat.delta(now, before)
+    d = _hist.delta(now, before)
     assert d == {3: 4, 4: 1}
-    text = runqlat.render({7: d, None: {}}, "usecs", "pid")
+    text = _hist.render({7: d, None: {}}, "usecs", "pid")
     assert text.splitlines()[0] == "pid = 7"
     assert "         4 -> 7          : 4        |****************************************|" in text
     assert "         8 -> 15         : 1        |**********                              |" in text
-    assert runqlat.record({7: d}, "usecs", "pid") == [{
+    assert _hist.record({7: d}, "usecs", "pid") == [{
         "pid": 7, "unit": "usecs", "total": 5,
         "buckets": [{"low": 4, "high": 7, "count": 4}, {"low": 8, "high": 15, "count": 1}]}]
-    assert runqlat.record({None: {}}, "msecs", None) == []
+    assert _hist.record({None: {}}, "msecs", None) == []
 
 
 def test_defines_are_integers_from_options():
     args = SimpleNamespace(milliseconds=True, pids=True, tids=False)
-    assert runqlat.defines(args) == {"UNIT_NS": 1_000_000, "PER_PROCESS": 1}
+    assert runqlat.TRACER().defines(args) == {"UNIT_NS": 1_000_000, "PER_PROCESS": 1}
     args = SimpleNamespace(svg=None, user_stacks_only=False, kernel_stacks_only=True,
                            min_block_time=5, max_block_time=None)
-    assert offcputime.defines(args) == {"KERNEL_STACKS_ONLY": 1, "MIN_BLOCK_US": 5}
+    assert offcputime.TRACER().defines(args) == {"KERNEL_STACKS_ONLY": 1, "MIN_BLOCK_US": 5}

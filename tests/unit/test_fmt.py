@@ -1,4 +1,4 @@
-"""Tests for tracers.fmt: exact strings, so output changes are deliberate."""
+"""Tests for tracers.output.text: exact strings, so output changes are deliberate."""
 import ctypes
 import json
 import math
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tracers import fmt
+from tracers.output import text as fmt
 
 
 def bpf_log2(v: int) -> int:

@@ -4,8 +4,12 @@ import subprocess
 
 import pytest
 
-from tracers import common, funccount, funclatency
-from tracers.funccount import Pattern, glob_regex, match, parse_pattern
+from tracers.spec import UsageError
+
+from tracers import options
+from tracers.tools import funccount
+from tracers.tools import funclatency
+from tracers.tools.funccount import Pattern, glob_regex, match, parse_pattern
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,16 +58,15 @@ def test_deltas_sorted_by_count_then_name():
 
 
 def parse(module, argv):
-    parser = common.build_parser(module.SPEC, interval=True, leading=module.add_positionals)
-    module.add_arguments(parser)
+    parser = options.build_parser(module.TRACER())
     return parser.parse_intermixed_args(argv)
 
 
 def test_funccount_per_run_spec_has_one_hook_per_target_and_fitting_alternatives():
     args = parse(funccount, ["vfs_*", "--json", "1", "3"])
     args._targets = (parse_pattern("vfs_*"), ["vfs_read", "vfs_write"])
-    assert funccount.defines(args) == {"NPROBES": 2}
-    spec = funccount.spec_for(args)
+    assert funccount.TRACER().defines(args) == {"NPROBES": 2}
+    spec = funccount.TRACER().session_spec(args)
     assert [a.name for a in spec.alternatives] == ["fentry", "kprobe"]
     assert [(h.kind, h.target, h.optional) for h in spec.alternative("kprobe").hooks] == \
         [("kprobe", "vfs_read", True), ("kprobe", "vfs_write", True)]
@@ -73,7 +76,7 @@ def test_funccount_per_run_spec_has_one_hook_per_target_and_fitting_alternatives
 
 def test_funccount_refuses_a_hook_that_does_not_fit_the_pattern():
     args = parse(funccount, ["--hook", "kprobe", "t:sched:*"])
-    with pytest.raises(SystemExit, match="--hook kprobe does not fit tracepoint pattern"):
+    with pytest.raises(UsageError, match="--hook kprobe does not fit tracepoint pattern"):
         funccount.resolve(args)
 
 
@@ -94,15 +97,15 @@ def test_funclatency_refuses_patterns_and_junk(text):
 
 def test_funclatency_units_and_alternatives():
     args = parse(funclatency, ["-u", "vfs_read"])
-    assert funclatency.defines(args) == {"UNIT_NS": 1000}
-    assert [a.name for a in funclatency.spec_for(args).alternatives] == ["fentry", "kprobe"]
+    assert funclatency.TRACER().defines(args) == {"UNIT_NS": 1000}
+    assert [a.name for a in funclatency.TRACER().session_spec(args).alternatives] == ["fentry", "kprobe"]
     user = parse(funclatency, ["-m", "c:nanosleep", "5"])
-    assert funclatency.defines(user) == {"UNIT_NS": 1_000_000}
-    hooks = funclatency.spec_for(user).alternative("uprobe").hooks
+    assert funclatency.TRACER().defines(user) == {"UNIT_NS": 1_000_000}
+    hooks = funclatency.TRACER().session_spec(user).alternative("uprobe").hooks
     assert [(h.kind, h.target, h.fn) for h in hooks] == \
         [("uprobe", "c:nanosleep", "on_entry"), ("uretprobe", "c:nanosleep", "on_return")]
-    with pytest.raises(SystemExit, match="--hook kprobe does not fit user function"):
-        funclatency.spec_for(parse(funclatency, ["--hook", "kprobe", "c:nanosleep"]))
+    with pytest.raises(UsageError, match="--hook kprobe does not fit user function"):
+        funclatency.TRACER().session_spec(parse(funclatency, ["--hook", "kprobe", "c:nanosleep"]))
 
 
 def test_vagrantfile_validates(tmp_path):

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tracers import common, decoders, skbdrop, tcpaccept, tcpcommon, tcpconnect, tcplife, tcpretrans
+from tracers.spec import UsageError
+
+from tracers import decoders, options
+from tracers.tools import skbdrop
+from tracers.tools import tcpaccept
+from tracers.tools import _tcp as tcpcommon
+from tracers.tools import tcpconnect
+from tracers.tools import tcplife
+from tracers.tools import tcpretrans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,8 +45,7 @@ def event(family, laddr, raddr, **kw):
 
 
 def parse(module, argv):
-    parser = common.build_parser(module.SPEC, interval=getattr(module, "INTERVAL", False))
-    module.add_arguments(parser)
+    parser = options.build_parser(module.TRACER())
     return parser.parse_args(argv)
 
 
@@ -54,27 +61,27 @@ def test_port_number(text, ok):
 
 def test_port_filters_fill_every_slot():
     args = parse(tcplife, ["--lport", "80", "--lport", "443", "--rport", "5432", "-6"])
-    out = tcplife.defines(args)
+    out = tcplife.TRACER().defines(args)
     assert [out[f"LPORT_{i}"] for i in range(8)] == [80, 443] + [80] * 6
     assert [out[f"RPORT_{i}"] for i in range(8)] == [5432] * 8
     assert out["FILTER_FAMILY"] == socket.AF_INET6 and out["EMIT_EVENTS"] == 1
-    assert not any(k.startswith("LPORT") for k in tcplife.defines(parse(tcplife, [])))
+    assert not any(k.startswith("LPORT") for k in tcplife.TRACER().defines(parse(tcplife, [])))
 
 
 def test_more_ports_than_slots_is_refused():
     args = parse(tcplife, [a for p in range(1, 10) for a in ("--lport", str(p))])
-    with pytest.raises(SystemExit, match="at most 8 --lport"):
-        tcplife.defines(args)
+    with pytest.raises(UsageError, match="at most 8 --lport"):
+        tcplife.TRACER().defines(args)
 
 
 def test_mode_defines():
-    assert tcpconnect.defines(parse(tcpconnect, ["-c"]))["COUNT_MODE"] == 1
-    assert "COUNT_MODE" not in tcpaccept.defines(parse(tcpaccept, ["-4"]))
-    assert tcpretrans.defines(parse(tcpretrans, []))["EMIT_EVENTS"] == 1
-    assert tcpretrans.defines(parse(tcpretrans, ["-c"])) == {"COUNT_FLOWS": 1}
+    assert tcpconnect.TRACER().defines(parse(tcpconnect, ["-c"]))["COUNT_MODE"] == 1
+    assert "COUNT_MODE" not in tcpaccept.TRACER().defines(parse(tcpaccept, ["-4"]))
+    assert tcpretrans.TRACER().defines(parse(tcpretrans, []))["EMIT_EVENTS"] == 1
+    assert tcpretrans.TRACER().defines(parse(tcpretrans, ["-c"])) == {"COUNT_FLOWS": 1}
     # the exporter runs the CLI defaults plus exporter_defines: counting only
     for module in (tcplife, tcpretrans):
-        merged = {**module.defines(parse(module, [])), **module.SPEC.exporter_defines}
+        merged = {**module.TRACER().defines(parse(module, [])), **module.SPEC.exporter_defines}
         assert merged["EMIT_EVENTS"] == 0
 
 
@@ -153,7 +160,7 @@ def test_skbdrop_deltas_and_rows():
 
 def test_skbdrop_netns_by_path_and_name(tmp_path):
     assert skbdrop.netns_inode("/proc/self/ns/net") == os.stat("/proc/self/ns/net").st_ino
-    with pytest.raises(SystemExit, match="--netns 'no-such-ns'"):
+    with pytest.raises(UsageError, match="--netns 'no-such-ns'"):
         skbdrop.netns_inode("no-such-ns")
 
 

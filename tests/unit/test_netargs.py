@@ -5,7 +5,11 @@ import sys
 
 import pytest
 
-from tracers import sockfilter, tctraffic as tc
+from tracers.spec import UsageError
+
+from tracers.tools import sockfilter
+from tracers.tools import _net
+from tracers.tools import tctraffic as tc
 
 
 def words(*octets):
@@ -21,24 +25,24 @@ def words(*octets):
     ("0.0.0.0/0", "0.0.0.0/0"),
 ])
 def test_cidr(text, shown):
-    assert str(tc.cidr(text)) == shown
+    assert str(_net.cidr(text)) == shown
 
 
 @pytest.mark.parametrize("text", ["", "10.77.1.256", "10.0.0.0/33", "fd77::/129", "host", "10.0.0.0/-1"])
 def test_bad_cidr(text):
     with pytest.raises(argparse.ArgumentTypeError):
-        tc.cidr(text)
+        _net.cidr(text)
 
 
 @pytest.mark.parametrize("text, value", [("1", 1), ("53", 53), ("65535", 65535)])
 def test_port(text, value):
-    assert tc.port(text) == value
+    assert _net.port(text) == value
 
 
 @pytest.mark.parametrize("text", ["0", "65536", "-1", "http", "", "1.5"])
 def test_bad_port(text):
     with pytest.raises(argparse.ArgumentTypeError, match="not a port"):
-        tc.port(text)
+        _net.port(text)
 
 
 @pytest.mark.parametrize("text, rule", [
@@ -61,7 +65,7 @@ def test_bad_priority_rule(text, words_):
 
 
 def test_rule_defines_give_native_order_words_and_masks():
-    d = tc.rule_defines([tc.cidr("10.77.1.0/24"), tc.cidr("fd77:1::/32")], [53, 5002],
+    d = tc.rule_defines([_net.cidr("10.77.1.0/24"), _net.cidr("fd77:1::/32")], [53, 5002],
                         [tc.priority_rule("5001=1:10")])
     assert (d["BLOCK_CIDRS"], d["BLOCK_PORTS"], d["PRIO_RULES"]) == (2, 2, 1)
     assert d["BLOCK_0_FAMILY"] == socket.AF_INET and d["BLOCK_1_FAMILY"] == socket.AF_INET6
@@ -79,7 +83,7 @@ def test_no_rules_no_defines():
 
 
 def test_too_many_rules():
-    with pytest.raises(SystemExit, match="at most 4 --priority"):
+    with pytest.raises(UsageError, match="at most 4 --priority"):
         tc.rule_defines([], [], [tc.priority_rule(f"{p}=1:1") for p in range(1, 6)])
 
 

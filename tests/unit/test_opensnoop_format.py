@@ -3,7 +3,10 @@ import ctypes
 
 import pytest
 
-from tracers import decoders, opensnoop
+from tracers.spec import UsageError
+
+from tracers import decoders
+from tracers.tools import opensnoop
 
 
 @pytest.mark.parametrize("flags, text", [
@@ -41,13 +44,13 @@ def test_prefix_of_32_bytes_fills_four_words():
 
 def test_prefix_length_counts_bytes_not_characters():
     assert opensnoop.prefix_defines("/é")["PREFIX_LEN"] == 3
-    with pytest.raises(SystemExit, match="at most 32 bytes, got 34"):
+    with pytest.raises(UsageError, match="at most 32 bytes, got 34"):
         opensnoop.prefix_defines("/" + "é" * 16 + "x")
 
 
 @pytest.mark.parametrize("bad, words", [("", "must not be empty"), ("/" + "x" * 32, "at most 32")])
 def test_bad_prefix(bad, words):
-    with pytest.raises(SystemExit, match=words):
+    with pytest.raises(UsageError, match=words):
         opensnoop.prefix_defines(bad)
 
 

@@ -1,10 +1,10 @@
-"""tracers.pcap: what the writer writes, the reader (and the classic layout) reads back."""
+"""tracers.output.pcap: what the writer writes, the reader (and the classic layout) reads back."""
 import io
 import struct
 
 import pytest
 
-from tracers import pcap
+from tracers.output import pcap
 
 
 def test_round_trip_keeps_packets_lengths_and_microseconds():

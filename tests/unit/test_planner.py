@@ -64,7 +64,7 @@ def test_force_picks_that_alternative_only():
 
 
 def test_missing_btf_field_makes_alternative_ineligible(monkeypatch):
-    from tracers import btf
+    from tracers.runtime import btf
     fake = btf.FieldNotFound("tcp_sock", "no_such_field")
 
     def resolve(fields):
@@ -87,7 +87,7 @@ def test_btf_offsets_skipped_with_matching_headers(monkeypatch):
 
 def test_made_up_field_against_real_btf():
     # The reason must name the field, from the machine's real BTF.
-    from tracers import btf
+    from tracers.runtime import btf
     try:
         btf.BTF.load()
     except btf.BTFUnavailable:

@@ -3,8 +3,10 @@ import ctypes
 
 import pytest
 
-from tracers import common, execsnoop, syscount
-from tracers.registry import tracer_modules
+from tracers import options
+from tracers.tools import execsnoop
+from tracers.tools import syscount
+from tracers.registry import tracer_classes
 from tracers.runtime.loader import cflags_for, render_source
 from tracers.spec import Hook, Metric
 
@@ -36,20 +38,20 @@ def test_cflags_refuse_text(bad):
 
 
 def test_comm_filter_packs_into_two_words():
-    args = common.build_parser(execsnoop.SPEC).parse_args(["--comm", "bash"])
-    defines = common.common_defines(args)
+    args = options.build_parser(execsnoop.TRACER()).parse_args(["--comm", "bash"])
+    defines = options.common_defines(args)
     assert defines["FILTER_COMM_0"] == int.from_bytes(b"bash\0\0\0\0", "little")
     assert defines["FILTER_COMM_1"] == 0
 
 
 def test_registry_finds_the_tracers():
-    names = tracer_modules()
+    names = tracer_classes()
     assert {"execsnoop", "syscount"} <= set(names)
     for module in names.values():
-        assert module.SPEC.examples, f"{module.SPEC.name} --help needs examples"
-        if len(module.SPEC.alternatives) > 1:  # the C must know which one was chosen
-            for alt in module.SPEC.alternatives:
-                assert alt.define, f"{module.SPEC.name}/{alt.name} needs a define"
+        assert module.spec.examples, f"{module.spec.name} --help needs examples"
+        if len(module.spec.alternatives) > 1:  # the C must know which one was chosen
+            for alt in module.spec.alternatives:
+                assert alt.define, f"{module.spec.name}/{alt.name} needs a define"
 
 
 def test_render_source_lists_defines_first():
@@ -59,14 +61,13 @@ def test_render_source_lists_defines_first():
 
 
 def test_syscount_options_to_defines():
-    parser = common.build_parser(syscount.SPEC, interval=True)
-    syscount.add_arguments(parser)
+    parser = options.build_parser(syscount.TRACER())
     args = parser.parse_args(["-L", "-P", "--syscall", "openat", "2", "3"])
-    assert syscount.defines(args) == {"COUNT_AT_EXIT": 1, "PER_PROCESS": 1, "FILTER_SYSCALL": 257}
-    assert syscount.skip_hooks(args) == set()
+    assert syscount.TRACER().defines(args) == {"COUNT_AT_EXIT": 1, "PER_PROCESS": 1, "FILTER_SYSCALL": 257}
+    assert syscount.TRACER().skip_hooks(args) == set()
     assert (args.interval, args.count) == (2.0, 3)
     plain = parser.parse_args([])
-    assert syscount.skip_hooks(plain) == {"on_sys_exit"}
+    assert syscount.TRACER().skip_hooks(plain) == {"on_sys_exit"}
 
 
 def test_syscount_deltas_never_go_negative():

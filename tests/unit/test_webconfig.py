@@ -107,9 +107,10 @@ def test_listen_addresses_default_to_loopback():
 
 def test_builtin_tracers_run_with_their_cli_defaults_and_exporter_settings():
     from exporters.daemon import builtin_job
-    from tracers import execsnoop, syscount
-    job = builtin_job(syscount)
+    from tracers.tools import execsnoop
+    from tracers.tools import syscount
+    job = builtin_job(syscount.TRACER)
     assert job.skip == {"on_sys_exit"} and "COUNT_AT_EXIT" not in job.defines
-    job = builtin_job(execsnoop)
+    job = builtin_job(execsnoop.TRACER)
     assert job.defines["EXPORTER_COUNTS"] == 1
     assert {"on_execve_enter", "on_exec"} <= job.skip

@@ -212,7 +212,7 @@ class Probe:
         return Feature(True, "ring buffer map created")
 
     def _tc(self):
-        from tracers.runtime.tcprobe import try_clsact
+        from tracers.runtime.clsact_probe import try_clsact
         fn = self._load("on_tc", "SCHED_CLS")
         return Feature(*try_clsact(fn.fd))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tracers import btf as btf_reader
+from tracers.runtime import btf as btf_reader
 from tracers.runtime import machine
 from tracers.runtime.errors import NoUsableHook
 from tracers.spec import Alternative, Hook, TracerSpec

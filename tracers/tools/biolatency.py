@@ -4,14 +4,16 @@ from __future__ import annotations
 import sys
 import time
 
-from tracers import blockcommon, common, decoders, fmt
-from tracers.spec import Label, Metric, TracerSpec
+from tracers import decoders, runner
+from tracers.tools import _block
+from tracers.output import text as fmt
+from tracers.spec import Label, Metric, Tracer, TracerSpec
 
 SPEC = TracerSpec(
     name="biolatency",
     summary="block device I/O latency as a log2 histogram (issue to completion)",
-    c_file=blockcommon.C_FILE,
-    alternatives=blockcommon.alternatives(),
+    c_file=_block.C_FILE,
+    alternatives=_block.alternatives(),
     metrics=(
         Metric("block_io_latency_seconds", "Block I/O latency, issue to completion, by disk.",
                map="dist", kind="histogram", labels=(Label("disk", "dev", "disk_name"),),
@@ -29,35 +31,17 @@ SPEC = TracerSpec(
         "bpfwatch biolatency --json -D -d 5   # JSON after 5 seconds",
     ),
 )
-INTERVAL = True
 
 
-def add_arguments(parser) -> None:
-    blockcommon.add_arguments(parser)
-    parser.add_argument("-m", "--milliseconds", action="store_true", help="histogram in ms (default µs)")
-    parser.add_argument("-D", "--disks", action="store_true", help="one histogram per disk")
-    parser.add_argument("-F", "--flags", action="store_true",
-                        help="one histogram per operation flags (rwbs: R read, W write, S sync, F flush...)")
 
 
-def defines(args) -> dict[str, int]:
-    out = blockcommon.defines(args, "bpfwatch biolatency")
-    for flag, name in ((args.milliseconds, "MILLISECONDS"), (args.disks, "PER_DISK"),
-                       (args.flags, "PER_FLAGS")):
-        if flag:
-            out[name] = 1
-    return out
-
-
-def skip_hooks(args) -> set[str]:
-    return blockcommon.skip_hooks(args, needs_issuer=False)
 
 
 def read_counts(session) -> dict:
     """(dev, rwbs) -> {slot: count}, cumulative (the map is never cleared)."""
     out: dict = {}
     for key, value in session.bpf["dist"].items():
-        group = (key.dev, decoders.text(common.raw_field(key, "rwbs"), limit=8))
+        group = (key.dev, decoders.text(decoders.raw_field(key, "rwbs"), limit=8))
         out.setdefault(group, {})[key.slot] = value.value
     return out
 
@@ -102,32 +86,53 @@ def format_text(args, records: list[dict], unit: str) -> str:
     return "\n".join(parts)
 
 
-def run(session, args) -> int:
-    unit = "msecs" if args.milliseconds else "usecs"
-    before: dict = {}
-    started = time.time()
-    common.announce(session, "block device I/O")
+class Biolatency(Tracer):
+    spec = SPEC
+    interval = True
 
-    def tick(final: bool) -> None:
-        nonlocal before, started
-        now = read_counts(session)
-        records = to_records(args, deltas(now, before))
-        before, began, started = now, started, time.time()
-        lost = blockcommon.drop_warning(session, "bpfwatch biolatency")
-        if lost and final:
-            print(lost, file=sys.stderr)
-        if args.json:
-            common.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
-                         "unit": unit, "histograms": records,
-                         "map_update_failures": session.stats()["map_update_failures"]})
-            return
-        if args.interval:
-            print(f"\n[{time.strftime('%H:%M:%S')}]")
-        print(format_text(args, records, unit), flush=True)
+    def add_arguments(self, parser) -> None:
+        _block.add_arguments(parser)
+        parser.add_argument("-m", "--milliseconds", action="store_true", help="histogram in ms (default µs)")
+        parser.add_argument("-D", "--disks", action="store_true", help="one histogram per disk")
+        parser.add_argument("-F", "--flags", action="store_true",
+                            help="one histogram per operation flags (rwbs: R read, W write, S sync, F flush...)")
 
-    common.interval_loop(args, tick)
-    return 0
+    def defines(self, args) -> dict[str, int]:
+        out = _block.defines(args, "bpfwatch biolatency")
+        for flag, name in ((args.milliseconds, "MILLISECONDS"), (args.disks, "PER_DISK"),
+                           (args.flags, "PER_FLAGS")):
+            if flag:
+                out[name] = 1
+        return out
+
+    def skip_hooks(self, args) -> set[str]:
+        return _block.skip_hooks(args, needs_issuer=False)
+
+    def run(self, session, args) -> int:
+        unit = "msecs" if args.milliseconds else "usecs"
+        before: dict = {}
+        started = time.time()
+        runner.announce(session, "block device I/O")
+
+        def tick(final: bool) -> None:
+            nonlocal before, started
+            now = read_counts(session)
+            records = to_records(args, deltas(now, before))
+            before, began, started = now, started, time.time()
+            lost = _block.drop_warning(session, "bpfwatch biolatency")
+            if lost and final:
+                print(lost, file=sys.stderr)
+            if args.json:
+                runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
+                             "unit": unit, "histograms": records,
+                             "map_update_failures": session.stats()["map_update_failures"]})
+                return
+            if args.interval:
+                print(f"\n[{time.strftime('%H:%M:%S')}]")
+            print(format_text(args, records, unit), flush=True)
+
+        runner.interval_loop(args, tick)
+        return 0
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = Biolatency

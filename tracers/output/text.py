@@ -27,7 +27,7 @@ import math
 import time
 from typing import Iterable, Mapping, Sequence
 
-from . import decoders
+from tracers import decoders
 
 _STARS = 40  # bar width of bcc's print_log2_hist
 

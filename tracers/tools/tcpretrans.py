@@ -1,10 +1,10 @@
 """tcpretrans: TCP retransmissions with addresses, ports and state."""
 from __future__ import annotations
 
-import sys
 
-from tracers import common, decoders, tcpcommon
-from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+from tracers import decoders, runner
+from tracers.tools import _tcp
+from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 
 SPEC = TracerSpec(
     name="tcpretrans",
@@ -16,7 +16,7 @@ SPEC = TracerSpec(
         ), define="HOOK_TRACEPOINT", needs=("ringbuf",)),
         Alternative("kprobe", (
             Hook("kprobe", "tcp_retransmit_skb", "on_retransmit"),
-        ), define="HOOK_KPROBE", btf_fields=tcpcommon.SOCK_FIELDS, needs=("ringbuf",)),
+        ), define="HOOK_KPROBE", btf_fields=_tcp.SOCK_FIELDS, needs=("ringbuf",)),
     ),
     metrics=(
         Metric("tcp_retransmits_total", "TCP segments retransmitted, by family and TCP state.",
@@ -35,27 +35,13 @@ SPEC = TracerSpec(
 )
 
 
-def add_arguments(parser) -> None:
-    tcpcommon.add_filters(parser)
-    tcpcommon.add_count_flag(parser, "retransmissions per flow")
 
-
-def defines(args) -> dict[str, int]:
-    if args.pid or args.comm:
-        raise SystemExit("bpfwatch tcpretrans: -p/--comm don't apply: retransmissions run "
-                         "from timers and softirqs, not in a process")
-    out = tcpcommon.filter_defines(args, "tcpretrans")
-    if args.count:
-        out["COUNT_FLOWS"] = 1
-    else:
-        out["EMIT_EVENTS"] = 1
-    return out
 
 
 def to_record(event, boot_offset: float) -> dict:
     return {
         "time": round(event.ts / 1e9 + boot_offset, 6),
-        **tcpcommon.tuple_record(event),
+        **_tcp.tuple_record(event),
         "state": decoders.tcp_state(event.state),
     }
 
@@ -64,13 +50,13 @@ HEADER = f"{'TIME':<8} {'IP':<4} {'LADDR:LPORT':<32}    {'RADDR:RPORT':<32} STAT
 
 
 def format_line(rec: dict) -> str:
-    return (f"{tcpcommon.clock(rec['time']):<8} {rec['family']:<4} "
-            f"{tcpcommon.endpoint(rec['laddr'], rec['lport']):<32} R> "
-            f"{tcpcommon.endpoint(rec['raddr'], rec['rport']):<32} {rec['state']}")
+    return (f"{_tcp.clock(rec['time']):<8} {rec['family']:<4} "
+            f"{_tcp.endpoint(rec['laddr'], rec['lport']):<32} R> "
+            f"{_tcp.endpoint(rec['raddr'], rec['rport']):<32} {rec['state']}")
 
 
 def read_flows(session) -> list[dict]:
-    rows = [dict(tcpcommon.tuple_record(key), retransmits=value.value)
+    rows = [dict(_tcp.tuple_record(key), retransmits=value.value)
             for key, value in session.bpf["flows"].items()]
     return sorted(rows, key=lambda r: (-r["retransmits"], r["raddr"], r["rport"]))
 
@@ -78,22 +64,39 @@ def read_flows(session) -> list[dict]:
 def print_flows(session, args) -> None:
     rows = read_flows(session)
     if args.json:
-        common.emit({"flows": rows, "map_update_failures": session.stats()["map_update_failures"]})
+        runner.emit({"flows": rows, "map_update_failures": session.stats()["map_update_failures"]})
         return
     print(f"{'LADDR:LPORT':<32}    {'RADDR:RPORT':<32} {'RETRANSMITS':>11}")
     for r in rows:
-        print(f"{tcpcommon.endpoint(r['laddr'], r['lport']):<32} <> "
-              f"{tcpcommon.endpoint(r['raddr'], r['rport']):<32} {r['retransmits']:>11}")
+        print(f"{_tcp.endpoint(r['laddr'], r['lport']):<32} <> "
+              f"{_tcp.endpoint(r['raddr'], r['rport']):<32} {r['retransmits']:>11}")
 
 
-def run(session, args) -> int:
-    if not args.count:
-        return common.stream_events(session, args, "TCP retransmissions", HEADER, to_record, format_line)
-    common.announce(session, "TCP retransmissions (counting)")
-    tcpcommon.wait_for_end(args)
-    print_flows(session, args)
-    return 0
+class TcpRetrans(Tracer):
+    spec = SPEC
+
+    def add_arguments(self, parser) -> None:
+        _tcp.add_filters(parser)
+        _tcp.add_count_flag(parser, "retransmissions per flow")
+
+    def defines(self, args) -> dict[str, int]:
+        if args.pid or args.comm:
+            raise UsageError("-p/--comm don't apply: retransmissions run "
+                             "from timers and softirqs, not in a process")
+        out = _tcp.filter_defines(args, "tcpretrans")
+        if args.count:
+            out["COUNT_FLOWS"] = 1
+        else:
+            out["EMIT_EVENTS"] = 1
+        return out
+
+    def run(self, session, args) -> int:
+        if not args.count:
+            return runner.stream_events(session, args, "TCP retransmissions", HEADER, to_record, format_line)
+        runner.announce(session, "TCP retransmissions (counting)")
+        _tcp.wait_for_end(args)
+        print_flows(session, args)
+        return 0
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = TcpRetrans

@@ -1,10 +1,10 @@
 """tcplife: one record per TCP connection when it closes, with exact bytes."""
 from __future__ import annotations
 
-import sys
 
-from tracers import common, decoders, tcpcommon
-from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+from tracers import decoders, runner
+from tracers.tools import _tcp
+from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec
 
 # Exact byte counters, read at offsets from the running kernel's BTF.
 TCP_SOCK_FIELDS = {"OFF_TCP_SOCK_BYTES_ACKED": ("tcp_sock", "bytes_acked"),
@@ -24,7 +24,7 @@ SPEC = TracerSpec(
         ), define="HOOK_TRACEPOINT", btf_fields=TCP_SOCK_FIELDS, needs=("ringbuf",)),
         Alternative("kprobe", (
             Hook("kprobe", "tcp_set_state", "on_set_state"),
-        ), define="HOOK_KPROBE", btf_fields={**TCP_SOCK_FIELDS, **tcpcommon.SOCK_FIELDS},
+        ), define="HOOK_KPROBE", btf_fields={**TCP_SOCK_FIELDS, **_tcp.SOCK_FIELDS},
             needs=("ringbuf",)),
     ),
     metrics=(
@@ -51,13 +51,7 @@ SPEC = TracerSpec(
 )
 
 
-def add_arguments(parser) -> None:
-    tcpcommon.add_filters(parser)
-    parser.add_argument("--us", action="store_true", help="durations in microseconds, not ms")
 
-
-def defines(args) -> dict[str, int]:
-    return {"EMIT_EVENTS": 1, **tcpcommon.filter_defines(args, "tcplife")}
 
 
 def to_record(event, boot_offset: float) -> dict:
@@ -65,7 +59,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "comm": decoders.comm(bytes(event.comm)),
-        **tcpcommon.tuple_record(event),
+        **_tcp.tuple_record(event),
         "bytes_sent": event.bytes_sent,
         "bytes_received": event.bytes_received,
         "duration_us": event.duration_ns // 1000,
@@ -78,17 +72,26 @@ HEADER = (f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'LADDR':<26} {'LPORT':>5} {'RAD
 
 def format_line(rec: dict, micro: bool = False) -> str:
     dur = f"{rec['duration_us']:>10}" if micro else f"{rec['duration_us'] / 1000:>10.2f}"
-    return (f"{tcpcommon.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
+    return (f"{_tcp.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
             f"{rec['laddr']:<26} {rec['lport']:>5} {rec['raddr']:<26} {rec['rport']:>5} "
             f"{rec['bytes_sent']:>10} {rec['bytes_received']:>10} {dur}")
 
 
-def run(session, args) -> int:
-    tcpcommon.seed_listeners(session)  # owners of listeners older than the trace
-    return common.stream_events(session, args, "TCP connection lifetimes",
-                            HEADER + ("US" if args.us else "MS").rjust(10), to_record,
-                            lambda rec: format_line(rec, args.us))
+class TcpLife(Tracer):
+    spec = SPEC
+
+    def add_arguments(self, parser) -> None:
+        _tcp.add_filters(parser)
+        parser.add_argument("--us", action="store_true", help="durations in microseconds, not ms")
+
+    def defines(self, args) -> dict[str, int]:
+        return {"EMIT_EVENTS": 1, **_tcp.filter_defines(args, "tcplife")}
+
+    def run(self, session, args) -> int:
+        _tcp.seed_listeners(session)  # owners of listeners older than the trace
+        return runner.stream_events(session, args, "TCP connection lifetimes",
+                                HEADER + ("US" if args.us else "MS").rjust(10), to_record,
+                                lambda rec: format_line(rec, args.us))
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = TcpLife

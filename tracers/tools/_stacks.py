@@ -1,26 +1,13 @@
-"""offcputime: where tasks block, as off-CPU time per user+kernel stack."""
+"""Stack-trace tracers (offcputime, profile): options, reading stack maps, folded and SVG output."""
 from __future__ import annotations
 
 import os
 import sys
 import time
 
-from tracers import common, decoders, flamegraph
-from tracers.schedcommon import SCHED_SWITCH_ALTERNATIVES
-from tracers.spec import TracerSpec
-
-SPEC = TracerSpec(
-    name="offcputime",
-    summary="off-CPU time summed by process and user+kernel stack, as folded stacks or a flame graph",
-    c_file="offcputime.bpf.c",
-    alternatives=SCHED_SWITCH_ALTERNATIVES,
-    examples=(
-        "bpfwatch offcputime -d 5                  # folded stacks (usecs) after 5 s",
-        "bpfwatch offcputime -p 1234 --svg off.svg # one process, plus a flame graph",
-        "bpfwatch offcputime -k -m 1000            # kernel stacks, blocks of 1 ms or more",
-        "bpfwatch offcputime --json -d 5           # one JSON object per stack",
-    ),
-)
+from tracers.spec import UsageError
+from tracers import decoders, runner
+from tracers.output import flamegraph
 
 
 def add_stack_arguments(parser) -> None:
@@ -30,19 +17,11 @@ def add_stack_arguments(parser) -> None:
     parser.add_argument("--svg", metavar="FILE", help="also write a flame graph SVG to FILE")
 
 
-def add_arguments(parser) -> None:
-    add_stack_arguments(parser)
-    parser.add_argument("-m", "--min-block-time", type=common.positive_int, default=1, metavar="USECS",
-                        help="only blocks of at least USECS (default 1)")
-    parser.add_argument("-M", "--max-block-time", type=common.positive_int, metavar="USECS",
-                        help="only blocks of at most USECS")
-
-
 def stack_defines(args, prog: str) -> dict[str, int]:
     if args.svg:
         where = os.path.dirname(os.path.abspath(args.svg))
         if not os.path.isdir(where) or not os.access(where, os.W_OK):
-            raise SystemExit(f"{prog}: --svg: cannot write into {where}")
+            raise UsageError(f"--svg: cannot write into {where}")
     if args.user_stacks_only:
         return {"USER_STACKS_ONLY": 1}
     if args.kernel_stacks_only:
@@ -50,20 +29,10 @@ def stack_defines(args, prog: str) -> dict[str, int]:
     return {}
 
 
-def defines(args) -> dict[str, int]:
-    out = stack_defines(args, "bpfwatch offcputime")
-    out["MIN_BLOCK_US"] = args.min_block_time
-    if args.max_block_time:
-        if args.max_block_time < args.min_block_time:
-            raise SystemExit("bpfwatch offcputime: --max-block-time is below --min-block-time")
-        out["MAX_BLOCK_US"] = args.max_block_time
-    return out
-
-
 def wait_done(args) -> None:
     """Until -d elapses or Ctrl-C/SIGTERM (the caller prints afterwards)."""
     from tracers.runtime import Stop
-    end = common.deadline(args)
+    end = runner.deadline(args)
     try:
         while end is None or time.monotonic() < end:
             time.sleep(1.0 if end is None else max(0.0, min(1.0, end - time.monotonic())))
@@ -78,7 +47,7 @@ def stack_rows(session, map_name: str, scale: float = 1.0) -> tuple[list[dict], 
     sym = Symbolizer(session.bpf)
     merged: dict[tuple, dict] = {}
     for key, value in session.bpf[map_name].items():
-        comm = decoders.comm(common.raw_field(key, "comm"))
+        comm = decoders.comm(decoders.raw_field(key, "comm"))
         user = sym.user(key.user_stack, key.tgid) if key.user_stack != -1 else []
         kernel = sym.kernel(key.kernel_stack) if key.kernel_stack != -1 else []
         ident = (key.tgid, comm, tuple(user), tuple(kernel))  # ids differ, names may not
@@ -101,7 +70,7 @@ def report(session, args, rows: list[dict], missing: int, unit: str, title: str)
     """Folded lines (or JSON objects), then the SVG if asked for."""
     if args.json:
         for row in rows:
-            common.emit({**row, "unit": unit})
+            runner.emit({**row, "unit": unit})
     else:  # processes with the same comm and stacks share a folded line
         folded: dict[str, int] = {}
         for row in rows:
@@ -111,7 +80,7 @@ def report(session, args, rows: list[dict], missing: int, unit: str, title: str)
             print(f"{line} {value}")
     failures = session.stats()["map_update_failures"]
     if args.json:
-        common.emit({"summary": {"stacks": len(rows), "total": sum(r["value"] for r in rows), "unit": unit,
+        runner.emit({"summary": {"stacks": len(rows), "total": sum(r["value"] for r in rows), "unit": unit,
                                  "missing_stacks": missing, "map_update_failures": failures}})
     if missing or failures:
         print(f"bpfwatch {session.spec.name}: {missing} stacks missing, {failures} map updates failed "
@@ -120,15 +89,3 @@ def report(session, args, rows: list[dict], missing: int, unit: str, title: str)
         flamegraph.write_svg(args.svg, [(frames(r), r["value"]) for r in rows], title=title, unit=unit)
         print(f"bpfwatch {session.spec.name}: flame graph written to {args.svg}", file=sys.stderr)
     sys.stdout.flush()
-
-
-def run(session, args) -> int:
-    common.announce(session, "off-CPU time")
-    wait_done(args)
-    rows, missing = stack_rows(session, "totals", scale=1e-3)  # ns -> usecs
-    report(session, args, rows, missing, "us", "Off-CPU Time Flame Graph")
-    return 0
-
-
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)

@@ -1,10 +1,10 @@
 """tcpaccept: passive TCP opens (connections accepted by listeners)."""
 from __future__ import annotations
 
-import sys
 
-from tracers import common, decoders, tcpcommon
-from tracers.spec import Alternative, Hook, TracerSpec
+from tracers import decoders, runner
+from tracers.tools import _tcp
+from tracers.spec import Alternative, Hook, Tracer, TracerSpec
 
 SPEC = TracerSpec(
     name="tcpaccept",
@@ -19,7 +19,7 @@ SPEC = TracerSpec(
         Alternative("kprobe", (
             Hook("kretprobe", "inet_csk_accept", "on_accept_return"),
         ), define="HOOK_KPROBE",
-            btf_fields={"OFF_SK_PROTOCOL": ("sock", "sk_protocol"), **tcpcommon.SOCK_FIELDS},
+            btf_fields={"OFF_SK_PROTOCOL": ("sock", "sk_protocol"), **_tcp.SOCK_FIELDS},
             needs=("ringbuf",)),
     ),
     events_map="events",
@@ -33,16 +33,7 @@ SPEC = TracerSpec(
 )
 
 
-def add_arguments(parser) -> None:
-    tcpcommon.add_filters(parser)
-    tcpcommon.add_count_flag(parser, "accepts per service (local address and port) and client address")
 
-
-def defines(args) -> dict[str, int]:
-    out = tcpcommon.filter_defines(args, "tcpaccept")
-    if args.count:
-        out["COUNT_MODE"] = 1
-    return out
 
 
 def to_record(event, boot_offset: float) -> dict:
@@ -50,7 +41,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "comm": decoders.comm(bytes(event.comm)),
-        **tcpcommon.tuple_record(event),
+        **_tcp.tuple_record(event),
     }
 
 
@@ -59,15 +50,15 @@ HEADER = (f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'IP':<4} {'RADDR':<26} {'RPORT'
 
 
 def format_line(rec: dict) -> str:
-    return (f"{tcpcommon.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
+    return (f"{_tcp.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
             f"{rec['family']:<4} {rec['raddr']:<26} {rec['rport']:>5} {rec['laddr']:<26} "
             f"{rec['lport']:>5}")
 
 
 def print_counts(session, args) -> None:
-    rows = tcpcommon.read_peer_counts(session.bpf["accepts"], ())
+    rows = _tcp.read_peer_counts(session.bpf["accepts"], ())
     if args.json:
-        common.emit({"accepts": [{"family": r["family"], "laddr": r["laddr"], "lport": r["port"],
+        runner.emit({"accepts": [{"family": r["family"], "laddr": r["laddr"], "lport": r["port"],
                                   "raddr": r["raddr"], "accepts": r["count"]} for r in rows],
                      "map_update_failures": session.stats()["map_update_failures"]})
         return
@@ -76,15 +67,27 @@ def print_counts(session, args) -> None:
         print(f"{r['laddr']:<26} {r['port']:>5} {r['raddr']:<26} {r['count']:>8}")
 
 
-def run(session, args) -> int:
-    tcpcommon.seed_listeners(session)  # owners of listeners older than the trace
-    if not args.count:
-        return common.stream_events(session, args, "TCP accepts", HEADER, to_record, format_line)
-    common.announce(session, "TCP accepts (counting)")
-    tcpcommon.wait_for_end(args)
-    print_counts(session, args)
-    return 0
+class TcpAccept(Tracer):
+    spec = SPEC
+
+    def add_arguments(self, parser) -> None:
+        _tcp.add_filters(parser)
+        _tcp.add_count_flag(parser, "accepts per service (local address and port) and client address")
+
+    def defines(self, args) -> dict[str, int]:
+        out = _tcp.filter_defines(args, "tcpaccept")
+        if args.count:
+            out["COUNT_MODE"] = 1
+        return out
+
+    def run(self, session, args) -> int:
+        _tcp.seed_listeners(session)  # owners of listeners older than the trace
+        if not args.count:
+            return runner.stream_events(session, args, "TCP accepts", HEADER, to_record, format_line)
+        runner.announce(session, "TCP accepts (counting)")
+        _tcp.wait_for_end(args)
+        print_counts(session, args)
+        return 0
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = TcpAccept

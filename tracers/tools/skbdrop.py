@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-from tracers import btf, common, decoders
-from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+from tracers import decoders, options, runner
+from tracers.runtime import btf
+from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 
 NETNS_FIELDS = {"OFF_SKB_DEV": ("sk_buff", "dev"),
                 "OFF_DEV_NET": ("net_device", "nd_net.net"),
@@ -36,17 +36,7 @@ SPEC = TracerSpec(
         "bpfwatch skbdrop --netns myns --json 2 # one network namespace, JSON every 2 s",
     ),
 )
-INTERVAL = True
 
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--location", action="store_true",
-                        help="also count per kernel location (symbolised)")
-    parser.add_argument("--netns", metavar="NAME|PATH",
-                        help="only packets on devices of this network namespace "
-                             "(a name in /run/netns, or a path like /proc/PID/ns/net)")
-    parser.add_argument("-T", "--top", type=common.positive_int, default=20,
-                        help="rows shown (default 20)")
 
 
 def netns_inode(text: str) -> int:
@@ -54,7 +44,7 @@ def netns_inode(text: str) -> int:
     try:
         return os.stat(path).st_ino
     except OSError as exc:
-        raise SystemExit(f"bpfwatch skbdrop: --netns {text!r}: {exc.strerror}") from None
+        raise UsageError(f"--netns {text!r}: {exc.strerror}") from None
 
 
 def load_reason_names() -> None:
@@ -64,18 +54,6 @@ def load_reason_names() -> None:
     except (btf.BTFUnavailable, LookupError):
         pass  # numbers are shown as reason_<n>
 
-
-def defines(args) -> dict[str, int]:
-    if args.pid or args.comm:
-        raise SystemExit("bpfwatch skbdrop: -p/--comm don't apply: most drops happen in "
-                         "softirq context, not in a process; use --netns")
-    load_reason_names()  # here: the CLI and the exporter both call defines()
-    out = {}
-    if args.location:
-        out["BY_LOCATION"] = 1
-    if args.netns:
-        out["FILTER_NETNS"] = netns_inode(args.netns)
-    return out
 
 
 def read_totals(session, by_location: bool) -> dict[tuple, int]:
@@ -110,29 +88,53 @@ def format_rows(rows: list[dict], by_location: bool) -> list[str]:
     return lines
 
 
-def run(session, args) -> int:
-    if args.location:
-        decoders.load_kallsyms()
-    before: dict = {}
-    started = time.time()
-    common.announce(session, "packet drops")
+class Skbdrop(Tracer):
+    spec = SPEC
+    interval = True
 
-    def tick(final: bool) -> None:
-        nonlocal before, started
-        now = read_totals(session, args.location)
-        rows = [to_row(k, n) for k, n in deltas(now, before)[:args.top]]
-        before, began, started = now, started, time.time()
-        if args.json:
-            common.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
-                         "drops": rows,
-                         "map_update_failures": session.stats()["map_update_failures"]})
-            return
-        print(f"[{time.strftime('%H:%M:%S')}]")
-        print("\n".join(format_rows(rows, args.location)) + "\n", flush=True)
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--location", action="store_true",
+                            help="also count per kernel location (symbolised)")
+        parser.add_argument("--netns", metavar="NAME|PATH",
+                            help="only packets on devices of this network namespace "
+                                 "(a name in /run/netns, or a path like /proc/PID/ns/net)")
+        parser.add_argument("-T", "--top", type=options.positive_int, default=20,
+                            help="rows shown (default 20)")
 
-    common.interval_loop(args, tick)
-    return 0
+    def defines(self, args) -> dict[str, int]:
+        if args.pid or args.comm:
+            raise UsageError("-p/--comm don't apply: most drops happen in "
+                             "softirq context, not in a process; use --netns")
+        load_reason_names()  # here: the CLI and the exporter both call defines()
+        out = {}
+        if args.location:
+            out["BY_LOCATION"] = 1
+        if args.netns:
+            out["FILTER_NETNS"] = netns_inode(args.netns)
+        return out
+
+    def run(self, session, args) -> int:
+        if args.location:
+            decoders.load_kallsyms()
+        before: dict = {}
+        started = time.time()
+        runner.announce(session, "packet drops")
+
+        def tick(final: bool) -> None:
+            nonlocal before, started
+            now = read_totals(session, args.location)
+            rows = [to_row(k, n) for k, n in deltas(now, before)[:args.top]]
+            before, began, started = now, started, time.time()
+            if args.json:
+                runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
+                             "drops": rows,
+                             "map_update_failures": session.stats()["map_update_failures"]})
+                return
+            print(f"[{time.strftime('%H:%M:%S')}]")
+            print("\n".join(format_rows(rows, args.location)) + "\n", flush=True)
+
+        runner.interval_loop(args, tick)
+        return 0
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = Skbdrop

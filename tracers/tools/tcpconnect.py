@@ -1,10 +1,10 @@
 """tcpconnect: active TCP opens (connect()), with result and latency."""
 from __future__ import annotations
 
-import sys
 
-from tracers import common, decoders, tcpcommon
-from tracers.spec import Alternative, Hook, TracerSpec
+from tracers import decoders, runner
+from tracers.tools import _tcp
+from tracers.spec import Alternative, Hook, Tracer, TracerSpec
 
 SPEC = TracerSpec(
     name="tcpconnect",
@@ -18,7 +18,7 @@ SPEC = TracerSpec(
         Alternative("kprobe", (
             Hook("kprobe", "tcp_set_state", "on_set_state"),
         ), define="HOOK_KPROBE",
-            btf_fields={"OFF_SK_ERR": ("sock", "sk_err"), **tcpcommon.SOCK_FIELDS},
+            btf_fields={"OFF_SK_ERR": ("sock", "sk_err"), **_tcp.SOCK_FIELDS},
             needs=("ringbuf",)),
     ),
     events_map="events",
@@ -32,16 +32,7 @@ SPEC = TracerSpec(
 )
 
 
-def add_arguments(parser) -> None:
-    tcpcommon.add_filters(parser)
-    tcpcommon.add_count_flag(parser, "connects per destination (source address, destination, port)")
 
-
-def defines(args) -> dict[str, int]:
-    out = tcpcommon.filter_defines(args, "tcpconnect")
-    if args.count:
-        out["COUNT_MODE"] = 1
-    return out
 
 
 def result(event) -> str:
@@ -55,7 +46,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "comm": decoders.comm(bytes(event.comm)),
-        **tcpcommon.tuple_record(event),
+        **_tcp.tuple_record(event),
         "latency_us": event.latency_ns // 1000,
         "result": result(event),
     }
@@ -66,15 +57,15 @@ HEADER = (f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'IP':<4} {'SADDR':<26} {'SPORT'
 
 
 def format_line(rec: dict) -> str:
-    return (f"{tcpcommon.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
+    return (f"{_tcp.clock(rec['time']):<8} {rec['pid']:<7} {rec['comm']:<16} "
             f"{rec['family']:<4} {rec['laddr']:<26} {rec['lport']:>5} {rec['raddr']:<26} "
             f"{rec['rport']:>5} {rec['latency_us'] / 1000:>8.3f} {rec['result']}")
 
 
 def print_counts(session, args) -> None:
-    rows = tcpcommon.read_peer_counts(session.bpf["dests"], ("connects", "failed"))
+    rows = _tcp.read_peer_counts(session.bpf["dests"], ("connects", "failed"))
     if args.json:
-        common.emit({"connects": [{"family": r["family"], "saddr": r["laddr"], "daddr": r["raddr"],
+        runner.emit({"connects": [{"family": r["family"], "saddr": r["laddr"], "daddr": r["raddr"],
                                    "dport": r["port"], "connects": r["connects"],
                                    "failed": r["failed"]} for r in rows],
                      "map_update_failures": session.stats()["map_update_failures"]})
@@ -84,14 +75,26 @@ def print_counts(session, args) -> None:
         print(f"{r['laddr']:<26} {r['raddr']:<26} {r['port']:>5} {r['connects']:>9} {r['failed']:>7}")
 
 
-def run(session, args) -> int:
-    if not args.count:
-        return common.stream_events(session, args, "TCP connects", HEADER, to_record, format_line)
-    common.announce(session, "TCP connects (counting)")
-    tcpcommon.wait_for_end(args)
-    print_counts(session, args)
-    return 0
+class TcpConnect(Tracer):
+    spec = SPEC
+
+    def add_arguments(self, parser) -> None:
+        _tcp.add_filters(parser)
+        _tcp.add_count_flag(parser, "connects per destination (source address, destination, port)")
+
+    def defines(self, args) -> dict[str, int]:
+        out = _tcp.filter_defines(args, "tcpconnect")
+        if args.count:
+            out["COUNT_MODE"] = 1
+        return out
+
+    def run(self, session, args) -> int:
+        if not args.count:
+            return runner.stream_events(session, args, "TCP connects", HEADER, to_record, format_line)
+        runner.announce(session, "TCP connects (counting)")
+        _tcp.wait_for_end(args)
+        print_counts(session, args)
+        return 0
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = TcpConnect

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import socket
-import sys
 import time
 
-from tracers import common, decoders
-from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+from tracers import decoders, options, runner
+from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
+from tracers.tools._net import address_words, cidr, interface, link_layer_len, port
 
 MAX_CIDRS, MAX_PORTS, MAX_PRIORITIES = 8, 8, 4  # slots in bpf_c/tctraffic.bpf.c
 DIRECTIONS = ("ingress", "egress")
@@ -45,33 +44,10 @@ SPEC = TracerSpec(
         "bpfwatch tctraffic eth0 --json 5              # JSON every 5 s",
     ),
 )
-INTERVAL = True
 
 
-# -- option parsing (argparse types: bad input is one line) --------------------
-def interface(text: str) -> str:
-    try:
-        socket.if_nametoindex(text)
-    except OSError:
-        raise argparse.ArgumentTypeError(f"no interface {text!r} in this network namespace") from None
-    return text
 
 
-def cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 or IPv6 address or CIDR") from None
-
-
-def port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
-    return value
 
 
 def classid(text: str) -> int:
@@ -94,18 +70,12 @@ def priority_rule(text: str) -> tuple[int, int, str]:
     return port(left), classid(right), text
 
 
-def address_words(packed: bytes) -> list[int]:
-    """16 bytes (IPv4 padded with zeros) as four native-order u32 words: what
-    the C side reads into u32 src[4]/dst[4]."""
-    raw = packed.ljust(16, b"\0")
-    return [int.from_bytes(raw[i:i + 4], sys.byteorder) for i in range(0, 16, 4)]
-
 
 def rule_defines(blocks, ports, priorities) -> dict[str, int]:
     for what, items, limit in (("--block", blocks, MAX_CIDRS), ("--block-port", ports, MAX_PORTS),
                                ("--priority", priorities, MAX_PRIORITIES)):
         if len(items) > limit:
-            raise SystemExit(f"bpfwatch tctraffic: at most {limit} {what} rules")
+            raise UsageError(f"at most {limit} {what} rules")
     out = {"BLOCK_CIDRS": len(blocks), "BLOCK_PORTS": len(ports), "PRIO_RULES": len(priorities)}
     for i, net in enumerate(blocks):
         out[f"BLOCK_{i}_FAMILY"] = socket.AF_INET if net.version == 4 else socket.AF_INET6
@@ -121,42 +91,11 @@ def rule_defines(blocks, ports, priorities) -> dict[str, int]:
     return {k: v for k, v in out.items() if v or k not in ("BLOCK_CIDRS", "BLOCK_PORTS", "PRIO_RULES")}
 
 
-def add_positionals(parser) -> None:
-    parser.add_argument("interface", type=interface, help="network interface to attach to")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--block", type=cidr, action="append", default=[], metavar="CIDR",
-                        help=f"drop packets from/to this network (repeatable, up to {MAX_CIDRS})")
-    parser.add_argument("--block-port", type=port, action="append", default=[], metavar="PORT",
-                        help=f"drop packets with this source or destination port (up to {MAX_PORTS})")
-    parser.add_argument("--priority", type=priority_rule, action="append", default=[],
-                        metavar="PORT=CLASSID", help="set skb->priority of egress packets with this "
-                        f"port to an HTB class id such as 1:10 (up to {MAX_PRIORITIES})")
-    parser.add_argument("-T", "--top", type=common.positive_int, default=20, help="rows shown (default 20)")
 
 
-def link_layer_len(name: str) -> int:
-    """14 on Ethernet and loopback, 0 on raw-IP devices (tun, wireguard)."""
-    from pyroute2 import IPRoute
-    try:
-        with IPRoute() as ipr:
-            kind = ipr.get_links(socket.if_nametoindex(name))[0]["ifi_type"]
-    except Exception:  # vanished since parsing: attaching will say so in one line
-        return 14
-    return 14 if kind in (1, 772) else 0  # ARPHRD_ETHER, ARPHRD_LOOPBACK
 
-
-def defines(args) -> dict[str, int]:
-    if args.pid or args.comm:
-        raise SystemExit("bpfwatch tctraffic: -p/--comm do not apply: tc sees packets, not processes")
-    return {**rule_defines(args.block, args.block_port, args.priority),
-            "L2_LEN": link_layer_len(args.interface)}
-
-
-def attachers(args) -> dict:
-    from tracers.runtime.netattach import Clsact
-    return {"tc": Clsact(args.interface).attach}
 
 
 # -- reading -------------------------------------------------------------------
@@ -224,26 +163,52 @@ def print_table(args, rows) -> None:
     print(flush=True)
 
 
-def run(session, args) -> int:
-    before: dict = {}
-    started = time.time()
-    common.announce(session, f"packets on {args.interface}")
+class Tctraffic(Tracer):
+    spec = SPEC
+    interval = True
 
-    def tick(final: bool) -> None:
-        nonlocal before, started
-        now = read_totals(session, args)
-        rows = deltas(now, before)
-        before, began, started = now, started, time.time()
-        if args.json:
-            common.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
-                         "interface": args.interface, **to_json(rows, args.top),
-                         "map_update_failures": session.stats()["map_update_failures"]})
-        else:
-            print_table(args, rows)
+    def add_positionals(self, parser) -> None:
+        parser.add_argument("interface", type=interface, help="network interface to attach to")
 
-    common.interval_loop(args, tick)
-    return 0
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--block", type=cidr, action="append", default=[], metavar="CIDR",
+                            help=f"drop packets from/to this network (repeatable, up to {MAX_CIDRS})")
+        parser.add_argument("--block-port", type=port, action="append", default=[], metavar="PORT",
+                            help=f"drop packets with this source or destination port (up to {MAX_PORTS})")
+        parser.add_argument("--priority", type=priority_rule, action="append", default=[],
+                            metavar="PORT=CLASSID", help="set skb->priority of egress packets with this "
+                            f"port to an HTB class id such as 1:10 (up to {MAX_PRIORITIES})")
+        parser.add_argument("-T", "--top", type=options.positive_int, default=20, help="rows shown (default 20)")
+
+    def defines(self, args) -> dict[str, int]:
+        if args.pid or args.comm:
+            raise UsageError("-p/--comm do not apply: tc sees packets, not processes")
+        return {**rule_defines(args.block, args.block_port, args.priority),
+                "L2_LEN": link_layer_len(args.interface)}
+
+    def attachers(self, args) -> dict:
+        from tracers.runtime.netattach import Clsact
+        return {"tc": Clsact(args.interface).attach}
+
+    def run(self, session, args) -> int:
+        before: dict = {}
+        started = time.time()
+        runner.announce(session, f"packets on {args.interface}")
+
+        def tick(final: bool) -> None:
+            nonlocal before, started
+            now = read_totals(session, args)
+            rows = deltas(now, before)
+            before, began, started = now, started, time.time()
+            if args.json:
+                runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
+                             "interface": args.interface, **to_json(rows, args.top),
+                             "map_update_failures": session.stats()["map_update_failures"]})
+            else:
+                print_table(args, rows)
+
+        runner.interval_loop(args, tick)
+        return 0
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = Tctraffic

@@ -1,11 +1,10 @@
 """execsnoop: trace every exec() with its arguments and result."""
 from __future__ import annotations
 
-import sys
 import time
 
-from tracers import common, decoders
-from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+from tracers import decoders, options, runner
+from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 
 MAX_ARGS = 20  # argv entries kept per exec; keep in step with the C default
 ARG_LEN = 128  # bytes kept per argument, NUL included (C: ARG_LEN)
@@ -50,23 +49,11 @@ SPEC = TracerSpec(
 )
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("-x", "--failed", action="store_true", help="only failed execs")
-    parser.add_argument("--max-args", type=common.positive_int, default=MAX_ARGS,
-                        help=f"argv entries kept per exec (default {MAX_ARGS}, at most 60)")
 
-
-def defines(args) -> dict[str, int]:
-    if args.max_args > 60:
-        raise SystemExit("bpfwatch execsnoop: --max-args is at most 60")
-    out = {"MAX_ARGS": args.max_args}
-    if args.failed:
-        out["FAILED_ONLY"] = 1
-    return out
 
 
 def to_record(event, boot_offset: float) -> dict:
-    raw = common.raw_field(event, "argv")
+    raw = decoders.raw_field(event, "argv")
     argv = [decoders.text(raw[i * ARG_LEN:(i + 1) * ARG_LEN], limit=ARG_LEN - 1)
             for i in range(event.argc)]
     return {
@@ -90,10 +77,25 @@ def format_line(rec: dict) -> str:
             f"{rec['comm']:<16} {rec['filename']}  {args}")
 
 
-def run(session, args) -> int:
-    header = f"{'TIME':<8} {'PID':<7} {'PPID':<7} {'UID':<6} {'RET':>4} {'COMM':<16} FILENAME  ARGS"
-    return common.stream_events(session, args, "exec()", header, to_record, format_line)
+class Execsnoop(Tracer):
+    spec = SPEC
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("-x", "--failed", action="store_true", help="only failed execs")
+        parser.add_argument("--max-args", type=options.positive_int, default=MAX_ARGS,
+                            help=f"argv entries kept per exec (default {MAX_ARGS}, at most 60)")
+
+    def defines(self, args) -> dict[str, int]:
+        if args.max_args > 60:
+            raise UsageError("--max-args is at most 60")
+        out = {"MAX_ARGS": args.max_args}
+        if args.failed:
+            out["FAILED_ONLY"] = 1
+        return out
+
+    def run(self, session, args) -> int:
+        header = f"{'TIME':<8} {'PID':<7} {'PPID':<7} {'UID':<6} {'RET':>4} {'COMM':<16} FILENAME  ARGS"
+        return runner.stream_events(session, args, "exec()", header, to_record, format_line)
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = Execsnoop

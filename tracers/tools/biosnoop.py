@@ -1,17 +1,17 @@
 """biosnoop: one line per block I/O with issuer, disk, size, sector, latency."""
 from __future__ import annotations
 
-import sys
 import time
 
-from tracers import blockcommon, common, decoders
-from tracers.spec import TracerSpec
+from tracers import decoders, runner
+from tracers.tools import _block
+from tracers.spec import Tracer, TracerSpec
 
 SPEC = TracerSpec(
     name="biosnoop",
     summary="trace block device I/O: one line per request with issuer, size, sector and latency",
-    c_file=blockcommon.C_FILE,
-    alternatives=blockcommon.alternatives(needs=("ringbuf",)),
+    c_file=_block.C_FILE,
+    alternatives=_block.alternatives(needs=("ringbuf",)),
     events_map="events",
     examples=(
         "bpfwatch biosnoop                    # every block I/O, as it completes",
@@ -22,25 +22,17 @@ SPEC = TracerSpec(
 )
 
 
-def add_arguments(parser) -> None:
-    blockcommon.add_arguments(parser)
 
 
-def defines(args) -> dict[str, int]:
-    return dict(blockcommon.defines(args, "bpfwatch biosnoop"), BIOSNOOP=1)
-
-
-def skip_hooks(args) -> set[str]:
-    return blockcommon.skip_hooks(args, needs_issuer=True)
 
 
 def to_record(event, boot_offset: float) -> dict:
     return {
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
-        "comm": decoders.comm(common.raw_field(event, "comm")),
+        "comm": decoders.comm(decoders.raw_field(event, "comm")),
         "disk": decoders.disk_name(event.dev),
-        "rwbs": decoders.text(common.raw_field(event, "rwbs"), limit=8),
+        "rwbs": decoders.text(decoders.raw_field(event, "rwbs"), limit=8),
         "sector": event.sector,
         "bytes": event.bytes,
         "latency_ms": round(event.latency_ns / 1e6, 3),
@@ -57,13 +49,24 @@ def format_line(rec: dict, queued: bool) -> str:
             f"{rec['sector']:>12} {rec['bytes']:>8} {queue}{rec['latency_ms']:>8.3f}{err}")
 
 
-def run(session, args) -> int:
-    queue = f"{'QUE(ms)':>8} " if args.queued else ""
-    header = (f"{'TIME':<8} {'COMM':<16} {'PID':<7} {'DISK':<9} {'T':<5} {'SECTOR':>12} "
-              f"{'BYTES':>8} {queue}{'LAT(ms)':>8}")
-    return common.stream_events(session, args, "block device I/O", header, to_record,
-                                lambda rec: format_line(rec, args.queued))
+class Biosnoop(Tracer):
+    spec = SPEC
+
+    def add_arguments(self, parser) -> None:
+        _block.add_arguments(parser)
+
+    def defines(self, args) -> dict[str, int]:
+        return dict(_block.defines(args, "bpfwatch biosnoop"), BIOSNOOP=1)
+
+    def skip_hooks(self, args) -> set[str]:
+        return _block.skip_hooks(args, needs_issuer=True)
+
+    def run(self, session, args) -> int:
+        queue = f"{'QUE(ms)':>8} " if args.queued else ""
+        header = (f"{'TIME':<8} {'COMM':<16} {'PID':<7} {'DISK':<9} {'T':<5} {'SECTOR':>12} "
+                  f"{'BYTES':>8} {queue}{'LAT(ms)':>8}")
+        return runner.stream_events(session, args, "block device I/O", header, to_record,
+                                    lambda rec: format_line(rec, args.queued))
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = Biosnoop

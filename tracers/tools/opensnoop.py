@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-from tracers import common, decoders
-from tracers.spec import Alternative, Hook, Label, Metric, TracerSpec
+from tracers import decoders, runner
+from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 
 PATH_LEN = 256  # bytes kept per path, NUL included (C: PATH_LEN)
 PREFIX_MAX = 32  # --path-prefix bytes the kernel compares (four u64 words)
@@ -81,9 +80,9 @@ def prefix_defines(prefix: str) -> dict[str, int]:
     """The prefix as PREFIX_LEN and four little-endian u64 words."""
     raw = os.fsencode(prefix)
     if not raw:
-        raise SystemExit("bpfwatch opensnoop: --path-prefix must not be empty")
+        raise UsageError("--path-prefix must not be empty")
     if len(raw) > PREFIX_MAX:
-        raise SystemExit(f"bpfwatch opensnoop: --path-prefix is at most {PREFIX_MAX} bytes, "
+        raise UsageError(f"--path-prefix is at most {PREFIX_MAX} bytes, "
                          f"got {len(raw)}")
     padded = raw.ljust(PREFIX_MAX, b"\0")
     out = {"PREFIX_LEN": len(raw)}
@@ -92,18 +91,7 @@ def prefix_defines(prefix: str) -> dict[str, int]:
     return out
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("-x", "--failed", action="store_true", help="only failed opens")
-    parser.add_argument("--path-prefix", metavar="PREFIX",
-                        help=f"only paths starting with PREFIX, as the caller passed them "
-                             f"(at most {PREFIX_MAX} bytes, compared in the kernel)")
 
-
-def defines(args) -> dict[str, int]:
-    out = {"FAILED_ONLY": 1} if args.failed else {}
-    if args.path_prefix is not None:
-        out.update(prefix_defines(args.path_prefix))
-    return out
 
 
 def to_record(event, boot_offset: float) -> dict:
@@ -112,11 +100,11 @@ def to_record(event, boot_offset: float) -> dict:
         "pid": event.pid,
         "tid": event.tid,
         "uid": event.uid,
-        "comm": decoders.comm(common.raw_field(event, "comm")),
+        "comm": decoders.comm(decoders.raw_field(event, "comm")),
         "call": CALLS.get(event.call, str(event.call)),
         "flags": event.flags,
         "flags_text": open_flags(event.flags),
-        "path": decoders.text(common.raw_field(event, "path"), limit=PATH_LEN - 1),
+        "path": decoders.text(decoders.raw_field(event, "path"), limit=PATH_LEN - 1),
         "ret": event.ret,
         "error": decoders.errno_name(event.ret) if event.ret < 0 else None,
     }
@@ -129,10 +117,24 @@ def format_line(rec: dict) -> str:
             f"{rec['flags_text']:<28} {rec['path']}")
 
 
-def run(session, args) -> int:
-    header = f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'FD':>4} {'ERR':<7} {'FLAGS':<28} PATH"
-    return common.stream_events(session, args, "file opens", header, to_record, format_line)
+class Opensnoop(Tracer):
+    spec = SPEC
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("-x", "--failed", action="store_true", help="only failed opens")
+        parser.add_argument("--path-prefix", metavar="PREFIX",
+                            help=f"only paths starting with PREFIX, as the caller passed them "
+                                 f"(at most {PREFIX_MAX} bytes, compared in the kernel)")
+
+    def defines(self, args) -> dict[str, int]:
+        out = {"FAILED_ONLY": 1} if args.failed else {}
+        if args.path_prefix is not None:
+            out.update(prefix_defines(args.path_prefix))
+        return out
+
+    def run(self, session, args) -> int:
+        header = f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'FD':>4} {'ERR':<7} {'FLAGS':<28} PATH"
+        return runner.stream_events(session, args, "file opens", header, to_record, format_line)
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = Opensnoop

@@ -1,6 +1,6 @@
 """Shared by the TCP tracers: options, -D filters and tuple decoding.
 
-The C side is bpf_c/tcpcommon.h (struct tcp_tuple, port slots, filters).
+The C side is bpf_c/_tcp.h (struct tcp_tuple, port slots, filters).
 """
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import os
 import socket
 import time
 
-from tracers import common, decoders
+from tracers.spec import UsageError
+from tracers import decoders, runner
 
-PORT_SLOTS = 8  # keep in step with LPORT_0..7 / RPORT_0..7 in tcpcommon.h
+PORT_SLOTS = 8  # keep in step with LPORT_0..7 / RPORT_0..7 in _tcp.h
 
 # struct sock fields the kprobe alternatives read (tracepoints carry them).
 SOCK_FIELDS = {
@@ -54,7 +55,7 @@ def port_slots(prefix: str, ports: list[int] | None, tracer: str) -> dict[str, i
     if not ports:
         return {}
     if len(ports) > PORT_SLOTS:
-        raise SystemExit(f"bpfwatch {tracer}: at most {PORT_SLOTS} --{prefix.lower()} options")
+        raise UsageError(f"at most {PORT_SLOTS} --{prefix.lower()} options")
     padded = list(ports) + [ports[0]] * (PORT_SLOTS - len(ports))
     return {f"{prefix}_{i}": p for i, p in enumerate(padded)}
 
@@ -124,7 +125,7 @@ def read_peer_counts(table, value_fields: tuple[str, ...]) -> list[dict]:
 
 def wait_for_end(args) -> None:
     """Sleep until -d or Ctrl-C/SIGTERM, for tracers that report at the end."""
-    common.interval_loop(argparse.Namespace(interval=None, count=None, duration=args.duration),
+    runner.interval_loop(argparse.Namespace(interval=None, count=None, duration=args.duration),
                          lambda final: None)
 
 

@@ -12,13 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracers import common, decoders
-from tracers.spec import Alternative, Hook, TracerSpec
+from tracers import decoders, options, runner
+from tracers.tools._funcs import EVENT_NAME, KERNEL_NAME, USER_NAME
+from tracers.spec import Alternative, Hook, Tracer, TracerSpec, UsageError
 
 MAX_PROBES = 1000
-KERNEL_NAME = re.compile(r"^[A-Za-z0-9_.*?]+$")
-EVENT_NAME = re.compile(r"^[A-Za-z0-9_*?]+$")
-USER_NAME = re.compile(r"^[A-Za-z0-9_.*?@$]+$")
 TRACEFS = Path("/sys/kernel/tracing")
 BLACKLIST = Path("/sys/kernel/debug/kprobes/blacklist")
 
@@ -50,7 +48,6 @@ SPEC = TracerSpec(
         "bpfwatch funccount -p 1234 '/usr/bin/python3:PyObject_Call*'",
     ),
 )
-INTERVAL = True
 KINDS = {"kernel": ("fentry", "kprobe"), "tracepoint": ("tracepoint",), "user": ("uprobe",)}
 
 
@@ -67,19 +64,19 @@ def parse_pattern(text: str) -> Pattern:
     parts = text.split(":")
     if len(parts) == 3 and parts[0] == "t":
         _, category, name = parts
-        if not (EVENT_NAME.match(category) and EVENT_NAME.match(name)):
+        if not (EVENT_NAME.fullmatch(category) and EVENT_NAME.fullmatch(name)):
             raise ValueError(f"bad tracepoint pattern {text!r} (want t:CATEGORY:EVENT)")
         return Pattern("tracepoint", "", category, name)
     if len(parts) == 1 or (len(parts) == 2 and parts[0] == "k"):
         name = parts[-1]
-        if not KERNEL_NAME.match(name):
+        if not KERNEL_NAME.fullmatch(name):
             raise ValueError(f"bad kernel function pattern {name!r}")
         return Pattern("kernel", "", "", name)
     if len(parts) == 2:
         library, name = parts
         if library in ("t", "u", "p"):  # reserved prefixes, as in bcc's funccount
             raise ValueError(f"bad pattern {text!r} (tracepoints are t:CATEGORY:EVENT)")
-        if not library or "*" in library or not USER_NAME.match(name):
+        if not library or "*" in library or not USER_NAME.fullmatch(name):
             raise ValueError(f"bad user function pattern {text!r} (want LIBRARY:FUNCTION)")
         return Pattern("user", library, "", name)
     raise ValueError(f"bad pattern {text!r} (want FUNCTION, t:CATEGORY:EVENT or LIBRARY:FUNCTION)")
@@ -122,13 +119,12 @@ def resolve(args) -> tuple[Pattern, list[str]]:
         return args._targets
     from tracers import runtime
     from tracers.runtime import multiattach
-    prog = "bpfwatch funccount"
     try:
         pattern = parse_pattern(args.pattern)
     except ValueError as exc:
-        raise SystemExit(f"{prog}: {exc}") from None
+        raise UsageError(str(exc)) from None
     if args.hook and args.hook not in KINDS[pattern.kind]:
-        raise SystemExit(f"{prog}: --hook {args.hook} does not fit {pattern.kind} pattern "
+        raise UsageError(f"--hook {args.hook} does not fit {pattern.kind} pattern "
                          f"{args.pattern!r} (use {' or '.join(KINDS[pattern.kind])})")
     runtime.require_root()
     # Features first (mounts tracefs too): a kernel without kprobes or fentry
@@ -145,79 +141,24 @@ def resolve(args) -> tuple[Pattern, list[str]]:
         else:
             path = multiattach.library_path(pattern.library)
             if path is None:
-                raise SystemExit(f"{prog}: no library or executable {pattern.library!r}")
+                raise UsageError(f"no library or executable {pattern.library!r}")
             targets = [f"{path}:{n}" for n in match(multiattach.user_functions(path), pattern.name)]
     except (OSError, multiattach.AttachFailed) as exc:
-        raise SystemExit(f"{prog}: cannot list targets: {exc}") from None
+        raise UsageError(f"cannot list targets: {exc}") from None
     if not targets:
-        raise SystemExit(f"{prog}: nothing matches {args.pattern!r}")
+        raise UsageError(f"nothing matches {args.pattern!r}")
     if len(targets) > args.max_probes:
-        raise SystemExit(f"{prog}: {args.pattern!r} matches {len(targets)} targets, more than "
+        raise UsageError(f"{args.pattern!r} matches {len(targets)} targets, more than "
                          f"--max-probes {args.max_probes}; narrow the pattern or raise the cap")
     args._targets = (pattern, targets)
     return args._targets
 
 
-def add_positionals(parser) -> None:
-    parser.add_argument("pattern", metavar="PATTERN",
-                        help="FUNCTION (kernel), t:CATEGORY:EVENT or LIBRARY:FUNCTION; * and ? match")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--max-probes", type=common.positive_int, default=MAX_PROBES,
-                        help=f"refuse patterns matching more targets (default {MAX_PROBES})")
-    parser.add_argument("-T", "--top", type=common.positive_int, default=None,
-                        help="rows shown per interval (default: all)")
 
 
-def defines(args) -> dict[str, int]:
-    return {"NPROBES": len(resolve(args)[1])}
 
-
-def spec_for(args) -> TracerSpec:
-    """SPEC with one hook per target, for the alternatives that fit the pattern."""
-    pattern, targets = resolve(args)
-    alts = []
-    for alt in SPEC.alternatives:
-        if alt.name in KINDS[pattern.kind]:
-            kind = alt.hooks[0].kind
-            hooks = tuple(Hook(kind, t, "on_count", optional=True) for t in targets)
-            alts.append(Alternative(alt.name, hooks, define=alt.define, needs=alt.needs))
-    return TracerSpec(name=SPEC.name, summary=SPEC.summary, c_file=SPEC.c_file,
-                      alternatives=tuple(alts), examples=SPEC.examples)
-
-
-def attachers(args) -> dict:
-    """Attach each target with its index as cookie; record what fails."""
-    from tracers.runtime import multiattach
-    _, targets = resolve(args)
-    index = {t: i for i, t in enumerate(targets)}
-    args._skipped, args._attached = [], []
-    state = {}
-    refused = blacklisted()
-
-    def attach(session, hook):
-        if "multi" not in state:
-            state["multi"] = multiattach.MultiAttach(session)
-        multi, cookie = state["multi"], index[hook.target]
-        try:
-            if hook.kind == "kprobe":
-                if hook.target in refused:
-                    raise multiattach.AttachFailed("on the kprobe blacklist")
-                multi.kprobe("on_count", hook.target, cookie)
-            elif hook.kind == "fentry":
-                multi.fentry("on_count", hook.target, cookie)
-            elif hook.kind == "tracepoint":
-                multi.tracepoint("on_count", hook.target, cookie)
-            else:
-                library, _, symbol = hook.target.rpartition(":")
-                path, offset = multiattach.user_symbol(library, symbol, session.pid)
-                multi.uprobe("on_count", path, offset, cookie, pid=session.pid)
-        except (multiattach.AttachFailed, OSError) as exc:
-            args._skipped.append((hook.target, str(exc)))
-            return
-        args._attached.append(hook.target)
-    return {kind: attach for kind in ("kprobe", "fentry", "tracepoint", "uprobe")}
 
 
 def read_counts(session, targets: list[str]) -> dict[str, int]:
@@ -231,38 +172,98 @@ def deltas(now: dict[str, int], before: dict[str, int]) -> list[tuple[str, int]]
     return sorted(rows, key=lambda r: (-r[1], r[0]))
 
 
-def run(session, args) -> int:
-    from tracers.runtime import BpfwatchError
-    prog = "bpfwatch funccount"
-    _, targets = resolve(args)
-    for target, why in args._skipped:
-        print(f"{prog}: skipped {decoders.text(target.encode())}: {why}", file=sys.stderr)
-    if not args._attached:
-        raise BpfwatchError(f"none of the {len(targets)} targets of {args.pattern!r} could be probed")
-    before: dict[str, int] = {}
-    started = time.time()
-    common.announce(session, f"{len(args._attached)} of {len(targets)} targets of {args.pattern!r}")
+class Funccount(Tracer):
+    spec = SPEC
+    interval = True
 
-    def tick(final: bool) -> None:
-        nonlocal before, started
-        now = read_counts(session, targets)
-        rows = deltas(now, before)[:args.top]
-        before, began, started = now, started, time.time()
-        if args.json:
-            common.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
-                         "probes": len(args._attached), "skipped": len(args._skipped),
-                         "counts": [{"probe": decoders.text(t.encode()), "count": n} for t, n in rows]})
-            return
-        print(f"[{time.strftime('%H:%M:%S')}]")
-        width = max([40, *(len(t) for t, _ in rows)])
-        print(f"{'FUNC':<{width}} {'COUNT':>10}")
-        for target, count in rows:
-            print(f"{decoders.text(target.encode()):<{width}} {count:>10}")
-        print(flush=True)
+    def add_positionals(self, parser) -> None:
+        parser.add_argument("pattern", metavar="PATTERN",
+                            help="FUNCTION (kernel), t:CATEGORY:EVENT or LIBRARY:FUNCTION; * and ? match")
 
-    common.interval_loop(args, tick)
-    return 0
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--max-probes", type=options.positive_int, default=MAX_PROBES,
+                            help=f"refuse patterns matching more targets (default {MAX_PROBES})")
+        parser.add_argument("-T", "--top", type=options.positive_int, default=None,
+                            help="rows shown per interval (default: all)")
+
+    def defines(self, args) -> dict[str, int]:
+        return {"NPROBES": len(resolve(args)[1])}
+
+    def session_spec(self, args) -> TracerSpec:
+        """SPEC with one hook per target, for the alternatives that fit the pattern."""
+        pattern, targets = resolve(args)
+        alts = []
+        for alt in SPEC.alternatives:
+            if alt.name in KINDS[pattern.kind]:
+                kind = alt.hooks[0].kind
+                hooks = tuple(Hook(kind, t, "on_count", optional=True) for t in targets)
+                alts.append(Alternative(alt.name, hooks, define=alt.define, needs=alt.needs))
+        return TracerSpec(name=SPEC.name, summary=SPEC.summary, c_file=SPEC.c_file,
+                          alternatives=tuple(alts), examples=SPEC.examples)
+
+    def attachers(self, args) -> dict:
+        """Attach each target with its index as cookie; record what fails."""
+        from tracers.runtime import multiattach
+        _, targets = resolve(args)
+        index = {t: i for i, t in enumerate(targets)}
+        args._skipped, args._attached = [], []
+        state = {}
+        refused = blacklisted()
+
+        def attach(session, hook):
+            if "multi" not in state:
+                state["multi"] = multiattach.MultiAttach(session)
+            multi, cookie = state["multi"], index[hook.target]
+            try:
+                if hook.kind == "kprobe":
+                    if hook.target in refused:
+                        raise multiattach.AttachFailed("on the kprobe blacklist")
+                    multi.kprobe("on_count", hook.target, cookie)
+                elif hook.kind == "fentry":
+                    multi.fentry("on_count", hook.target, cookie)
+                elif hook.kind == "tracepoint":
+                    multi.tracepoint("on_count", hook.target, cookie)
+                else:
+                    library, _, symbol = hook.target.rpartition(":")
+                    path, offset = multiattach.user_symbol(library, symbol, session.pid)
+                    multi.uprobe("on_count", path, offset, cookie, pid=session.pid)
+            except (multiattach.AttachFailed, OSError) as exc:
+                args._skipped.append((hook.target, str(exc)))
+                return
+            args._attached.append(hook.target)
+        return {kind: attach for kind in ("kprobe", "fentry", "tracepoint", "uprobe")}
+
+    def run(self, session, args) -> int:
+        from tracers.runtime import BpfwatchError
+        prog = "bpfwatch funccount"
+        _, targets = resolve(args)
+        for target, why in args._skipped:
+            print(f"{prog}: skipped {decoders.text(target.encode())}: {why}", file=sys.stderr)
+        if not args._attached:
+            raise BpfwatchError(f"none of the {len(targets)} targets of {args.pattern!r} could be probed")
+        before: dict[str, int] = {}
+        started = time.time()
+        runner.announce(session, f"{len(args._attached)} of {len(targets)} targets of {args.pattern!r}")
+
+        def tick(final: bool) -> None:
+            nonlocal before, started
+            now = read_counts(session, targets)
+            rows = deltas(now, before)[:args.top]
+            before, began, started = now, started, time.time()
+            if args.json:
+                runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
+                             "probes": len(args._attached), "skipped": len(args._skipped),
+                             "counts": [{"probe": decoders.text(t.encode()), "count": n} for t, n in rows]})
+                return
+            print(f"[{time.strftime('%H:%M:%S')}]")
+            width = max([40, *(len(t) for t, _ in rows)])
+            print(f"{'FUNC':<{width}} {'COUNT':>10}")
+            for target, count in rows:
+                print(f"{decoders.text(target.encode()):<{width}} {count:>10}")
+            print(flush=True)
+
+        runner.interval_loop(args, tick)
+        return 0
 
 
-def main(argv=None) -> int:
-    return common.main(sys.modules[__name__], argv)
+TRACER = Funccount

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from tracers.spec import Alternative, Hook
+from tracers.spec import Alternative, Hook, UsageError
 
 C_FILE = "block.bpf.c"
 
@@ -48,15 +48,15 @@ def disk_dev(name: str, sysfs: str = "/sys", prog: str = "bpfwatch") -> int:
     """Disk name -> the block tracepoints' dev_t (major << 20 | minor)."""
     name = name.removeprefix("/dev/")
     if not name or "/" in name or name in (".", ".."):
-        raise SystemExit(f"{prog}: --disk takes a disk name such as sda, not {name!r}")
+        raise UsageError(f"--disk takes a disk name such as sda, not {name!r}")
     base = os.path.join(sysfs, "class", "block", name)
     if os.path.exists(os.path.join(base, "partition")):
-        raise SystemExit(f"{prog}: {name} is a partition; block requests name the whole disk")
+        raise UsageError(f"{name} is a partition; block requests name the whole disk")
     try:
         with open(os.path.join(base, "dev"), encoding="ascii") as f:
             major, minor = (int(x) for x in f.read().strip().split(":"))
     except (OSError, ValueError):
-        raise SystemExit(f"{prog}: no block device named {name!r} (see /sys/class/block)") from None
+        raise UsageError(f"no block device named {name!r} (see /sys/class/block)") from None
     return major << 20 | minor
 
 

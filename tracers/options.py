@@ -1,0 +1,86 @@
+"""The options every tracer shares, and their validation: no bcc, no root."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from tracers.spec import Tracer
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad input gets one clear line and exit 2, not a usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def existing_pid(text: str) -> int:
+    pid = positive_int(text)
+    if not os.path.exists(f"/proc/{pid}"):
+        raise argparse.ArgumentTypeError(f"no process with PID {pid}")
+    return pid
+
+
+def comm_name(text: str) -> str:
+    raw = text.encode()
+    if not raw or len(raw) > 15:
+        raise argparse.ArgumentTypeError("a command name is 1 to 15 bytes (the kernel's comm)")
+    return text
+
+
+def build_parser(tracer: Tracer) -> OneLineParser:
+    """The shared options, the tracer's positionals and [interval [count]], then its own options."""
+    spec = tracer.spec
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in spec.examples) if spec.examples else None
+    parser = OneLineParser(prog=f"bpfwatch {spec.name}", description=spec.summary, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-p", "--pid", type=existing_pid, help="only this process (TGID)")
+    parser.add_argument("--comm", type=comm_name, help="only processes with this command name")
+    parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",
+                        help="stop after this many seconds (exit 0)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--ebpf", action="store_true", help="print the C program and exit")
+    parser.add_argument("--hook", metavar="NAME",
+                        choices=[a.name for a in spec.alternatives],
+                        help="force a hook alternative: " + ", ".join(a.name for a in spec.alternatives))
+    # Where struct offsets come from (tests compare BTF with matching headers).
+    parser.add_argument("--offsets", choices=("auto", "btf", "headers"), default="auto",
+                        help=argparse.SUPPRESS)
+    tracer.add_positionals(parser)  # before [interval [count]], e.g. an interface
+    if tracer.interval:
+        parser.add_argument("interval", nargs="?", type=positive_float, default=None,
+                            help="seconds between outputs (default: once, at the end)")
+        parser.add_argument("count", nargs="?", type=positive_int, default=None,
+                            help="number of outputs, then exit")
+    tracer.add_arguments(parser)
+    return parser
+
+
+def common_defines(args) -> dict[str, int]:
+    defines = {}
+    if args.pid:
+        defines["FILTER_PID"] = args.pid
+    if args.comm:
+        raw = args.comm.encode().ljust(16, b"\0")
+        defines["FILTER_COMM_0"] = int.from_bytes(raw[:8], "little")
+        defines["FILTER_COMM_1"] = int.from_bytes(raw[8:], "little")
+    return defines

@@ -1,0 +1,1 @@
+"""Formatting: text tables and histograms, flame graphs, pcap files."""

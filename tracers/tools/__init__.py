@@ -1,0 +1,1 @@
+"""The tracers, one module each; `_role.py` modules are helpers shared by a family."""

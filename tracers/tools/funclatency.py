@@ -1,0 +1,138 @@
+"""funclatency: latency histogram of one kernel or user function.
+
+The function is known only at run time, so the hooks are built per run
+(spec_for). fentry/fexit programs are bound to their target at load time:
+the runtime loads the generic entry/return programs under the target's name
+(runtime/multiattach.py); kprobes and uprobes attach the usual way.
+"""
+from __future__ import annotations
+
+import time
+
+from tracers import runner
+from tracers.output import text as fmt
+from tracers.tools._funcs import KERNEL_NAME, USER_NAME
+from tracers.tools._hist import delta, read_slots, record
+from tracers.spec import Alternative, Hook, Tracer, TracerSpec, UsageError
+
+UNITS = {"nsecs": 1, "usecs": 1000, "msecs": 1_000_000}
+
+
+def _alts(target: str, user: bool, placeholder: bool = False) -> tuple[Alternative, ...]:
+    # A placeholder target (the static SPEC) is optional so that planning
+    # judges only the kernel's features (`needs`), not the made-up name.
+    def pair(kind, ret_kind):
+        return (Hook(kind, target, "on_entry", optional=placeholder),
+                Hook(ret_kind, target, "on_return", optional=placeholder))
+    if user:
+        return (Alternative("uprobe", pair("uprobe", "uretprobe"), define="HOOK_UPROBE",
+                            needs=("uprobe",)),)
+    return (Alternative("fentry", pair("fentry", "fexit"), define="HOOK_FENTRY", needs=("fentry",)),
+            Alternative("kprobe", pair("kprobe", "kretprobe"), define="HOOK_KPROBE", needs=("kprobe",)))
+
+
+# What `bpfwatch list` and --help see; a run names the function (spec_for).
+SPEC = TracerSpec(
+    name="funclatency",
+    summary="latency of one kernel or user function as a log2 histogram",
+    c_file="funclatency.bpf.c",
+    alternatives=(*_alts("FUNCTION", False, True), *_alts("LIBRARY:FUNCTION", True, True)),
+    examples=(
+        "bpfwatch funclatency do_sys_openat2          # kernel function, nsecs, until Ctrl-C",
+        "bpfwatch funclatency -u -d 10 vfs_read       # usecs, for ten seconds",
+        "bpfwatch funclatency -m c:nanosleep 5 3      # libc's nanosleep, msecs, 3 x 5 s",
+        "bpfwatch funclatency --hook kprobe vfs_write # kprobe+kretprobe even if fentry works",
+        "bpfwatch funclatency -p 1234 /usr/bin/python3:PyEval_EvalCode",
+    ),
+)
+
+
+def parse_function(text: str) -> tuple[str, str]:
+    """("kernel", name) or ("user", "lib:name"); no wildcards here."""
+    library, sep, name = text.rpartition(":")
+    if "*" in text or "?" in text:
+        raise ValueError(f"{text!r}: one function, no wildcards (funccount takes patterns)")
+    if not sep:
+        if not KERNEL_NAME.fullmatch(name):
+            raise ValueError(f"bad kernel function name {name!r}")
+        return "kernel", name
+    if not library or not USER_NAME.fullmatch(name):
+        raise ValueError(f"bad user function {text!r} (want LIBRARY:FUNCTION)")
+    return "user", text
+
+
+
+
+
+def unit_of(args) -> str:
+    return "msecs" if args.milliseconds else "usecs" if args.microseconds else "nsecs"
+
+
+class Funclatency(Tracer):
+    spec = SPEC
+    interval = True
+
+    def add_positionals(self, parser) -> None:
+        parser.add_argument("function", metavar="FUNCTION",
+                            help="kernel function, or LIBRARY:FUNCTION (a path or a library name)")
+
+    def add_arguments(self, parser) -> None:
+        unit = parser.add_mutually_exclusive_group()
+        unit.add_argument("-u", "--microseconds", action="store_true", help="histogram in usecs")
+        unit.add_argument("-m", "--milliseconds", action="store_true", help="histogram in msecs")
+
+    def defines(self, args) -> dict[str, int]:
+        args.function  # noqa: B018 (the exporter, which passes no FUNCTION, stops here)
+        return {"UNIT_NS": UNITS[unit_of(args)]}
+
+    def session_spec(self, args) -> TracerSpec:
+        try:
+            kind, target = parse_function(args.function)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        alts = _alts(target, kind == "user")
+        if args.hook and args.hook not in [a.name for a in alts]:
+            raise UsageError(f"--hook {args.hook} does not fit {kind} function {args.function!r}")
+        return TracerSpec(name=SPEC.name, summary=SPEC.summary, c_file=SPEC.c_file,
+                          alternatives=alts, examples=SPEC.examples)
+
+    def attachers(self, args) -> dict:
+        """fentry/fexit: the generic programs loaded under the target's name."""
+        def attach(session, hook):
+            from tracers.runtime import LoadError, multiattach
+            if "multi" not in state:
+                state["multi"] = multiattach.MultiAttach(session)
+            try:
+                state["multi"].fentry(hook.fn, hook.target, ret=hook.kind == "fexit")
+            except (multiattach.AttachFailed, OSError) as exc:
+                raise LoadError(f"funclatency: cannot attach {hook.kind} {hook.target}: {exc}") from None
+        state: dict = {}
+        return {"fentry": attach, "fexit": attach}
+
+    def run(self, session, args) -> int:
+        unit = unit_of(args)
+        before: dict = {}
+        runner.announce(session, f"{args.function} latency")
+
+        def tick(final: bool) -> None:
+            nonlocal before
+            now = read_slots(session)
+            hist = delta(now, before)
+            before = now
+            if args.json:
+                rows = record({None: hist}, unit, None)
+                runner.emit({"time": round(time.time(), 3), "function": args.function, "unit": unit,
+                             "total": rows[0]["total"] if rows else 0,
+                             "buckets": rows[0]["buckets"] if rows else [],
+                             "map_update_failures": session.stats()["map_update_failures"]})
+                return
+            print(f"[{time.strftime('%H:%M:%S')}] {args.function}")
+            print(fmt.log2_histogram(hist, unit) or "(no calls seen)")
+            print(f"calls: {sum(hist.values())}", flush=True)
+            print(flush=True)
+
+        runner.interval_loop(args, tick)
+        return 0
+
+
+TRACER = Funclatency
