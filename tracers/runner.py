@@ -42,7 +42,7 @@ def stream_events(session, args, what: str, header: str, to_record, format_line)
     if not args.json:
         print(header, flush=True)
     try:
-        session.poll_events("events", on_event, deadline(args))
+        session.poll_events(session.spec.events_map, on_event, deadline(args))
     finally:
         stats = session.stats()
         if stats["events_dropped"]:
@@ -81,6 +81,43 @@ def interval_loop(args, tick) -> None:
         tick(True)
 
 
+def summary_loop(session, args, what: str, views, *, title: str = "", extra=None,
+                 footer=None) -> int:
+    """Every interval (or once, at the end): read each declared view (a
+    summary.Table or summary.Histogram) through the batched map read, take
+    deltas, and print a text block or one JSON envelope:
+    {"time", "interval_s", <extra>, <views>, "map_update_failures", "events_dropped"}.
+    extra(rows) -> dict and footer(rows) -> lines see every view's rows."""
+    before = [{} for _ in views]
+    started = time.time()
+    announce(session, what)
+
+    def tick(final: bool) -> None:
+        nonlocal before, started
+        now = [view.read(session.read_map(view.map)) for view in views]
+        shown = [view.rows(n, b) for view, n, b in zip(views, now, before)]
+        before = now
+        began, started = started, time.time()
+        if args.json:
+            envelope = {"time": round(started, 3), "interval_s": round(started - began, 3)}
+            envelope.update(extra(shown) if extra else {})
+            for view, rows in zip(views, shown):
+                envelope.update(view.json(rows))
+            stats = session.stats()
+            envelope["map_update_failures"] = stats["map_update_failures"]
+            envelope["events_dropped"] = stats["events_dropped"]
+            emit(envelope)
+            return
+        lines = [time.strftime("[%H:%M:%S]") + (f" {title}" if title else "")]
+        for view, rows in zip(views, shown):
+            lines += view.text(rows)
+        lines += footer(shown) if footer else []
+        print("\n".join(lines) + "\n", flush=True)
+
+    interval_loop(args, tick)
+    return 0
+
+
 def main(tracer_class: type[Tracer], argv=None) -> int:
     from tracers import runtime
     tracer = tracer_class()
@@ -89,10 +126,12 @@ def main(tracer_class: type[Tracer], argv=None) -> int:
         args = options.build_parser(tracer).parse_intermixed_args(argv)  # "IFACE --json 5"
         setup = tracer.setup(args)
         defines = {**options.common_defines(args), **setup.defines}
-        if args.ebpf:
-            print(runtime.render_source(setup.spec, defines))
-            return 0
         runtime.require_root()
+        if args.ebpf:  # planned as a run would be: the program that would load
+            print(runtime.Session(setup.spec, defines, force=args.hook, attachers=setup.attachers,
+                                  pid=args.pid or -1, skip=setup.skip,
+                                  offsets_from=args.offsets).source())
+            return 0
         with runtime.stop_on_signals():
             with runtime.Session(setup.spec, defines, force=args.hook, attachers=setup.attachers,
                                  pid=args.pid or -1, skip=setup.skip,
@@ -104,7 +143,8 @@ def main(tracer_class: type[Tracer], argv=None) -> int:
     except runtime.Stop:
         return 0
     except runtime.BpfwatchError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        # runtime errors name the tracer (the exporter runs several): once is enough here
+        print(f"{prog}: {str(exc).removeprefix(tracer.spec.name + ': ')}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -53,32 +53,45 @@ def test_defines():
     assert biosnoop.TRACER().defines(snoop) == {"BIOSNOOP": 1}
 
 
+class HistKey(ctypes.Structure):  # struct hist_key in bpf_c/block.bpf.c
+    _fields_ = [("dev", ctypes.c_uint32), ("slot", ctypes.c_uint32), ("rwbs", ctypes.c_char * 8)]
+
+
+def DistKey(dev, rwbs, slot):
+    return HistKey(dev=dev, slot=slot, rwbs=rwbs)
+
+
 def test_deltas_keep_only_what_grew():
-    before = {(1, "R"): {3: 5, 4: 1}}
-    now = {(1, "R"): {3: 7, 4: 1, 5: 2}, (2, "W"): {1: 1}}
-    assert biolatency.deltas(now, before) == {(1, "R"): {3: 2, 5: 2}, (2, "W"): {1: 1}}
-    assert biolatency.deltas(before, before) == {}
+    hist = biolatency.histogram(argparse.Namespace(disks=True, flags=True, milliseconds=False))
+    dev1, dev2 = 259 << 20 | 998, 259 << 20 | 999
+    before = hist.read([(DistKey(dev1, b"R", 3), 5), (DistKey(dev1, b"R", 4), 1)])
+    now = hist.read([(DistKey(dev1, b"R", 3), 7), (DistKey(dev1, b"R", 4), 1),
+                     (DistKey(dev1, b"R", 5), 2), (DistKey(dev2, b"W", 1), 1)])
+    assert hist.rows(now, before) == {("259:998", "R"): {3: 2, 5: 2}, ("259:999", "W"): {1: 1}}
+    assert hist.rows(before, before) == {}
 
 
 def test_records_and_text_per_disk_and_flags():
-    args = argparse.Namespace(disks=True, flags=True)
+    hist = biolatency.histogram(argparse.Namespace(disks=True, flags=True, milliseconds=False))
     dev = 259 << 20 | 999  # no such device: named MAJ:MIN
-    records = biolatency.to_records(args, {(dev, "WS"): {1: 2, 4: 3}, (dev, "R"): {0: 1}})
-    assert records == [
-        {"disk": "259:999", "flags": "R", "buckets": [{"low": 0, "high": 0, "count": 1}], "total": 1},
-        {"disk": "259:999", "flags": "WS", "buckets": [{"low": 1, "high": 1, "count": 2},
-                                                        {"low": 8, "high": 15, "count": 3}], "total": 5},
+    rows = hist.rows(hist.read([(DistKey(dev, b"WS", 1), 2), (DistKey(dev, b"WS", 4), 3),
+                                (DistKey(dev, b"R", 0), 1)]), {})
+    assert hist.records(rows) == [
+        {"disk": "259:999", "flags": "R", "unit": "usecs", "total": 1,
+         "buckets": [{"low": 0, "high": 0, "count": 1}]},
+        {"disk": "259:999", "flags": "WS", "unit": "usecs", "total": 5,
+         "buckets": [{"low": 1, "high": 1, "count": 2}, {"low": 8, "high": 15, "count": 3}]},
     ]
-    text = biolatency.format_text(args, records, "usecs")
+    text = hist.text(rows)[0]
     assert "disk = 259:999, flags = WS" in text
     assert "         8 -> 15         : 3        |****************************************|" in text
 
 
 def test_plain_histogram_has_no_heading():
-    args = argparse.Namespace(disks=False, flags=False)
-    records = biolatency.to_records(args, {(0, ""): {2: 4}})
-    assert records == [{"buckets": [{"low": 2, "high": 3, "count": 4}], "total": 4}]
-    assert biolatency.format_text(args, records, "msecs").startswith("\n     msecs")
+    hist = biolatency.histogram(argparse.Namespace(disks=False, flags=False, milliseconds=True))
+    rows = hist.rows(hist.read([(DistKey(0, b"", 2), 4)]), {})
+    assert hist.records(rows) == [{"unit": "msecs", "total": 4, "buckets": [{"low": 2, "high": 3, "count": 4}]}]
+    assert hist.text(rows)[0].startswith("     msecs")
 
 
 class Event(ctypes.Structure):  # struct bio_event in bpf_c/block.bpf.c

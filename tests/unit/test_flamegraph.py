@@ -1,5 +1,6 @@
 """Folded stacks, the flame graph SVG, and the stack/histogram output of the
 scheduler and profiling tracers (no root, no bcc)."""
+import ctypes
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
@@ -93,19 +94,23 @@ def test_stack_frames_order_comm_user_kernel():
     assert _stacks.frames(row) == ["app", "main", "f", "entry", "schedule"]
 
 
-def test_histogram_delta_render_and_json():
-    before = {1: 2, 3: 5}
-    now = {1: 2, 3: 9, 4: 1}
-    d = _hist.delta(now, before)
-    assert d == {3: 4, 4: 1}
-    text = _hist.render({7: d, None: {}}, "usecs", "pid")
+def test_latency_histogram_per_pid_delta_render_and_json():
+    class Key(ctypes.Structure):  # struct pid_key in bpf_c/runqlat.bpf.c
+        _fields_ = [("pid", ctypes.c_uint32), ("slot", ctypes.c_uint32)]
+    hist = _hist.latency_histogram(SimpleNamespace(milliseconds=False, pids=True, tids=False), "(none)")
+    assert hist.map == "dist_pid"
+    before = hist.read([(Key(7, 1), 2), (Key(7, 3), 5)])
+    now = hist.read([(Key(7, 1), 2), (Key(7, 3), 9), (Key(7, 4), 1)])
+    d = hist.rows(now, before)
+    assert d == {(7,): {3: 4, 4: 1}}
+    text = hist.text(d)[0]
     assert text.splitlines()[0] == "pid = 7"
     assert "         4 -> 7          : 4        |****************************************|" in text
     assert "         8 -> 15         : 1        |**********                              |" in text
-    assert _hist.record({7: d}, "usecs", "pid") == [{
+    assert hist.records(d) == [{
         "pid": 7, "unit": "usecs", "total": 5,
         "buckets": [{"low": 4, "high": 7, "count": 4}, {"low": 8, "high": 15, "count": 1}]}]
-    assert _hist.record({None: {}}, "msecs", None) == []
+    assert hist.records({}) == [] and hist.text({}) == ["(none)"]
 
 
 def test_defines_are_integers_from_options():

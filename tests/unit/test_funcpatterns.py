@@ -52,9 +52,12 @@ def test_glob_regex_escapes_everything_but_wildcards():
     assert glob_regex("a+b*").match("a+bcd") and not glob_regex("a+b*").match("aab")
 
 
-def test_deltas_sorted_by_count_then_name():
-    now = {"a": 10, "b": 7, "c": 3, "d": 5}
-    assert funccount.deltas(now, {"a": 4, "c": 3, "d": 0}) == [("b", 7), ("a", 6), ("d", 5)]
+def test_counts_by_probe_index_sorted_by_count_then_name():
+    table = funccount.counts_table(["a", "b", "c", "d"], top=None)
+    # per-CPU counts by cookie; index 9 is no probe of ours and is left out
+    before = table.read([(0, [4, 0]), (2, [3, 0]), (3, [0, 0])])
+    now = table.read([(0, [6, 4]), (1, [7, 0]), (2, [1, 2]), (3, [5, 0]), (9, [1, 1])])
+    assert [(r["probe"], r["count"]) for r in table.rows(now, before)] == [("b", 7), ("a", 6), ("d", 5)]
 
 
 def parse(module, argv):

@@ -143,25 +143,31 @@ def test_eth_proto_refuses_out_of_range():
         decoders.eth_proto(0x10000)
 
 
-def test_skbdrop_deltas_and_rows():
-    before = {(3, 0x800): 10, (2, 0x86DD): 4}
-    now = {(3, 0x800): 41, (2, 0x86DD): 4, (5, 0x800): 2}
-    assert skbdrop.deltas(now, before) == [((3, 0x800), 31), ((5, 0x800), 2)]
+def test_skbdrop_table_decodes_drops_as_the_exporter_labels_them():
+    class DropKey(ctypes.Structure):
+        _fields_ = [("reason", ctypes.c_uint32), ("protocol", ctypes.c_uint16)]
+    tracer = skbdrop.TRACER()
+    table = tracer.tables(options.build_parser(tracer).parse_args([]))[0]
     try:
         decoders.set_drop_reasons({3: "SKB_DROP_REASON_NO_SOCKET"})
-        rows = [skbdrop.to_row(k, n) for k, n in skbdrop.deltas(now, before)]
+        before = table.read([(DropKey(3, 0x800), ctypes.c_uint64(10)), (DropKey(2, 0x86DD), 4)])
+        now = table.read([(DropKey(3, 0x800), 41), (DropKey(2, 0x86DD), 4), (DropKey(5, 0x800), 2)])
     finally:
         decoders.set_drop_reasons({})
+    rows = table.rows(now, before)
     assert rows == [{"reason": "no_socket", "protocol": "IPv4", "count": 31},
                     {"reason": "reason_5", "protocol": "IPv4", "count": 2}]
-    lines = skbdrop.format_rows(rows, by_location=False)
-    assert lines[1].split() == ["no_socket", "IPv4", "31"]
+    assert table.text(rows)[1].split() == ["no_socket", "IPv4", "31"]
 
 
 def test_skbdrop_netns_by_path_and_name(tmp_path):
     assert skbdrop.netns_inode("/proc/self/ns/net") == os.stat("/proc/self/ns/net").st_ino
     with pytest.raises(UsageError, match="--netns 'no-such-ns'"):
         skbdrop.netns_inode("no-such-ns")
+    # a file that exists but is not a network namespace (issue 11: it was accepted)
+    for other in ("/etc/passwd", "/proc/self/ns/mnt"):
+        with pytest.raises(UsageError, match="is not a network namespace"):
+            skbdrop.netns_inode(other)
 
 
 def bpfwatch(*args):

@@ -47,7 +47,9 @@ def c_include_dir() -> str:
 
 
 def render_source(spec: TracerSpec, defines: dict[str, int]) -> str:
-    """What --ebpf prints: the defines as #define lines, then the C file."""
+    """The program as compiled (and as --ebpf prints it): the validated
+    defines as #define lines, then the shared header and the C file."""
+    cflags_for(defines)  # names and integers only
     head = [f"#define {k} {v}" for k, v in sorted(defines.items())]
     return "\n".join(["// bpfwatch " + spec.name, *head, "", c_source(spec)])
 
@@ -98,14 +100,21 @@ class Session:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def source(self) -> str:
+        """Exactly the text compiled: the chosen alternative's define and the
+        BTF offsets included (what --ebpf prints)."""
+        return render_source(self.spec, self.defines)
+
     def _compile(self) -> None:
         from bcc import BPF
-        flags = cflags_for(self.defines) + [f"-I{c_include_dir()}"]
         started = time.monotonic()
         with quiet_stderr() as log:
             try:
-                self.bpf = BPF(text=c_source(self.spec), cflags=flags)
+                self.bpf = BPF(text=self.source().encode(), cflags=[f"-I{c_include_dir()}"])
             except Exception as exc:
+                headers = self.probe.headers
+                if headers.mode == "none":  # BCC's own words would be a shell error
+                    raise LoadError(f"{self.spec.name}: {headers.detail}", log.text) from None
                 raise LoadError(f"{self.spec.name}: BPF program failed to compile/load: "
                                 f"{log.first_error() or exc}", log.text) from None
         self.compile_seconds = time.monotonic() - started

@@ -5,8 +5,10 @@ so these must run first.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
+import shutil
 import re
 import subprocess
 from dataclasses import dataclass
@@ -19,10 +21,8 @@ PSEUDO_FILESYSTEMS = (
 )
 TRACEFS = Path("/sys/kernel/tracing")
 HEADER_CACHE = Path("/var/cache/bpfwatch/kernel-headers")
-
-
-class MachineError(RuntimeError):
-    """The machine cannot be prepared; the message is one line for the user."""
+NO_HEADERS = ("no kernel headers found: install linux-headers-{release}, or Debian's generic "
+              "linux-headers-amd64 for a fallback tree")
 
 
 def mounted_types() -> dict[str, str]:
@@ -91,6 +91,19 @@ def _merge_trees(sources: list[Path], target: Path) -> None:
     os.replace(staging, target)  # atomic: a half-built tree is never used
 
 
+def _build_fallback_tree(common: Path, arch_dir: Path, tree: Path) -> None:
+    """Build the tree once, under a lock: a second starter waits for the first.
+    Under the lock no one else is building, so any staging tree is stale (its
+    builder was killed) and is removed."""
+    HEADER_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(HEADER_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in HEADER_CACHE.glob("*.tmp*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if not (tree / "include").is_dir():
+            _merge_trees([common, arch_dir], tree)
+
+
 def resolve_headers(release: str | None = None) -> Headers:
     """Matching headers if installed, else a merged Debian fallback tree.
 
@@ -102,14 +115,12 @@ def resolve_headers(release: str | None = None) -> Headers:
         return Headers("matching", release, str(build), f"{build}")
     pairs = _debian_header_pairs()
     if not pairs:
-        return Headers("none", "", "", "no kernel headers: install linux-headers-"
-                       f"{release} or Debian's generic linux-headers package")
+        return Headers("none", "", "", NO_HEADERS.format(release=release))
     version, common, arch_dir = pairs[0]
     tree = HEADER_CACHE / version
     if not (tree / "include").is_dir():
         try:
-            HEADER_CACHE.mkdir(parents=True, exist_ok=True)
-            _merge_trees([common, arch_dir], tree)
+            _build_fallback_tree(common, arch_dir, tree)
         except OSError as exc:
             return Headers("none", version, "", f"cannot build fallback tree in {tree}: {exc}")
     os.environ["BCC_KERNEL_SOURCE"] = str(tree)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 
-from tracers.tools import _hist
+from tracers import runner
+from tracers.tools._hist import latency_histogram
 from tracers.tools._sched import SCHED_SWITCH_ALTERNATIVES
 from tracers.spec import Metric, Tracer, TracerSpec
 
@@ -43,7 +44,7 @@ class Cpudist(Tracer):
 
     def run(self, session, args) -> int:
         what = "off-CPU time" if args.offcpu else "on-CPU time"
-        return _hist.histogram_loop(session, args, what, f"(no {what} seen)")
+        return runner.summary_loop(session, args, what, (latency_histogram(args, f"(no {what} seen)"),))
 
 
 TRACER = Cpudist

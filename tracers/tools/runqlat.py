@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 
-from tracers.tools._hist import histogram_loop
+from tracers import runner
+from tracers.tools._hist import latency_histogram
 from tracers.spec import Alternative, Hook, Metric, Tracer, TracerSpec
 
 RAW_TASK_FIELDS = {"OFF_TASK_PID": ("task_struct", "pid"),
@@ -60,7 +61,8 @@ class Runqlat(Tracer):
         return out
 
     def run(self, session, args) -> int:
-        return histogram_loop(session, args, "run queue latency", "(no run queue waits seen)")
+        what = "run queue latency"
+        return runner.summary_loop(session, args, what, (latency_histogram(args, "(no run queue waits seen)"),))
 
 
 TRACER = Runqlat

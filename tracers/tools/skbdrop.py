@@ -1,12 +1,13 @@
 """skbdrop: packets the kernel drops, counted per reason, protocol and location."""
 from __future__ import annotations
 
+import fcntl
 import os
-import time
 
 from tracers import decoders, options, runner
 from tracers.runtime import btf
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
+from tracers.summary import Table, count, label
 
 NETNS_FIELDS = {"OFF_SKB_DEV": ("sk_buff", "dev"),
                 "OFF_DEV_NET": ("net_device", "nd_net.net"),
@@ -38,13 +39,27 @@ SPEC = TracerSpec(
 )
 
 
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: its CLONE_NEW* type
+CLONE_NEWNET = 0x40000000
+
 
 def netns_inode(text: str) -> int:
+    """The namespace's inode, after asking the kernel that it is a network namespace."""
     path = text if "/" in text else os.path.join("/run/netns", text)
     try:
-        return os.stat(path).st_ino
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(f"--netns {text!r}: {exc.strerror}") from None
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        inode = os.fstat(fd).st_ino
+    except OSError:  # ENOTTY: not a namespace file at all
+        kind = None
+    finally:
+        os.close(fd)
+    if kind != CLONE_NEWNET:
+        raise UsageError(f"--netns {text!r} is not a network namespace")
+    return inode
 
 
 def load_reason_names() -> None:
@@ -53,39 +68,6 @@ def load_reason_names() -> None:
         decoders.set_drop_reasons(btf.BTF.load().enum_values("skb_drop_reason"))
     except (btf.BTFUnavailable, LookupError):
         pass  # numbers are shown as reason_<n>
-
-
-
-def read_totals(session, by_location: bool) -> dict[tuple, int]:
-    """Cumulative counts: (reason, protocol[, location]) -> packets."""
-    table = session.bpf["drops_at" if by_location else "drops"]
-    totals = {}
-    for key, value in table.items():
-        k = (key.reason, key.protocol, key.location) if by_location else (key.reason, key.protocol)
-        totals[k] = value.value
-    return totals
-
-
-def deltas(now: dict, before: dict) -> list[tuple]:
-    rows = [(k, n - before.get(k, 0)) for k, n in now.items() if n > before.get(k, 0)]
-    return sorted(rows, key=lambda r: (-r[1], r[0]))
-
-
-def to_row(key: tuple, count: int) -> dict:
-    row = {"reason": decoders.drop_reason(key[0]), "protocol": decoders.eth_proto(key[1])}
-    if len(key) > 2:
-        row["location"] = decoders.ksym(key[2])
-    row["count"] = count
-    return row
-
-
-def format_rows(rows: list[dict], by_location: bool) -> list[str]:
-    where = f" {'LOCATION':<40}" if by_location else ""
-    lines = [f"{'REASON':<28} {'PROTOCOL':<9}{where} {'COUNT':>10}"]
-    for r in rows:
-        where = f" {r['location']:<40}" if by_location else ""
-        lines.append(f"{r['reason']:<28} {r['protocol']:<9}{where} {r['count']:>10}")
-    return lines
 
 
 class Skbdrop(Tracer):
@@ -113,28 +95,17 @@ class Skbdrop(Tracer):
             out["FILTER_NETNS"] = netns_inode(args.netns)
         return out
 
+    def tables(self, args) -> tuple[Table, ...]:
+        where = (label("location", "LOCATION", 40, "location", "ksym"),) if args.location else ()
+        columns = (label("reason", "REASON", 28, "reason", "drop_reason"),
+                   label("protocol", "PROTOCOL", 9, "protocol", "eth_proto"), *where,
+                   count("count", "COUNT", 10))
+        return (Table("drops", "drops_at" if args.location else "drops", columns, top=args.top),)
+
     def run(self, session, args) -> int:
         if args.location:
             decoders.load_kallsyms()
-        before: dict = {}
-        started = time.time()
-        runner.announce(session, "packet drops")
-
-        def tick(final: bool) -> None:
-            nonlocal before, started
-            now = read_totals(session, args.location)
-            rows = [to_row(k, n) for k, n in deltas(now, before)[:args.top]]
-            before, began, started = now, started, time.time()
-            if args.json:
-                runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
-                             "drops": rows,
-                             "map_update_failures": session.stats()["map_update_failures"]})
-                return
-            print(f"[{time.strftime('%H:%M:%S')}]")
-            print("\n".join(format_rows(rows, args.location)) + "\n", flush=True)
-
-        runner.interval_loop(args, tick)
-        return 0
+        return runner.summary_loop(session, args, "packet drops", self.tables(args))
 
 
 TRACER = Skbdrop

@@ -1,11 +1,10 @@
 """syscount: syscalls counted in the kernel, per syscall or per process."""
 from __future__ import annotations
 
-import time
-
 from tracers import decoders, options, runner
-from tracers.runtime.maps import as_int
+from tracers.mapdata import NUMBER
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
+from tracers.summary import Table, count, label
 
 SPEC = TracerSpec(
     name="syscount",
@@ -38,41 +37,6 @@ SPEC = TracerSpec(
 )
 
 
-
-
-
-
-def read_totals(session, per_process: bool) -> dict:
-    """Cumulative totals; the maps are never cleared (the exporter's counters)."""
-    totals = {}
-    if per_process:
-        for key, value in session.read_map("proc_syscalls"):
-            totals[(key.pid, decoders.comm(decoders.raw_field(value, "comm")), key.nr)] = \
-                (value.count, value.total_ns)
-        return totals
-    for key, per_cpu in session.read_map("syscalls"):
-        count = sum(v.count for v in per_cpu)
-        if count:
-            totals[as_int(key)] = (count, sum(v.total_ns for v in per_cpu))
-    return totals
-
-
-def deltas(now: dict, before: dict) -> list[tuple]:
-    rows = []
-    for key, (count, ns) in now.items():
-        old_count, old_ns = before.get(key, (0, 0))
-        if count > old_count:
-            rows.append((key, count - old_count, ns - old_ns))
-    return sorted(rows, key=lambda r: (-r[1], str(r[0])))
-
-
-def to_record(args, key) -> dict:
-    if args.process:
-        pid, comm, nr = key
-        return {"pid": pid, "comm": comm, "syscall": decoders.syscall_name(nr)}
-    return {"syscall": decoders.syscall_name(key)}
-
-
 class Syscount(Tracer):
     spec = SPEC
     interval = True
@@ -103,35 +67,17 @@ class Syscount(Tracer):
         # The exit hook only matters when counting at exit.
         return set() if (args.latency or args.failed) else {"on_sys_exit"}
 
+    def tables(self, args) -> tuple[Table, ...]:
+        who = (label("pid", "PID", 8, "pid", NUMBER), label("comm", "COMM", 16, "value.comm", "comm"))
+        syscall = label("syscall", "SYSCALL", 22, "nr" if args.process else "", "syscall_name")
+        counts = [count("count", "COUNT", 10, "count")]
+        if args.latency:
+            counts.append(count("total_ns", "TIME (us)", 14, "total_ns", text_scale=1e-3, text_format=".1f"))
+        columns = (*(who if args.process else ()), syscall, *counts)
+        return (Table("syscalls", "proc_syscalls" if args.process else "syscalls", columns, top=args.top),)
+
     def run(self, session, args) -> int:
-        before: dict = {}
-        started = time.time()
-        runner.announce(session, "syscalls")
-
-        def tick(final: bool) -> None:
-            nonlocal before, started
-            now = read_totals(session, args.process)
-            rows = deltas(now, before)
-            before, began, started = now, started, time.time()
-            if args.json:
-                runner.emit({
-                    "time": round(started, 3), "interval_s": round(started - began, 3),
-                    "syscalls": [dict(to_record(args, k), count=c, **({"total_ns": ns} if args.latency else {}))
-                                 for k, c, ns in rows[:args.top]],
-                    "events_dropped": session.stats()["map_update_failures"],
-                })
-                return
-            print(f"[{time.strftime('%H:%M:%S')}]")
-            who = f"{'PID':<8} {'COMM':<16} " if args.process else ""
-            print(f"{who}{'SYSCALL':<22} {'COUNT':>10}" + (f" {'TIME (us)':>14}" if args.latency else ""))
-            for key, count, ns in rows[:args.top]:
-                rec = to_record(args, key)
-                who = f"{rec['pid']:<8} {rec['comm']:<16} " if args.process else ""
-                print(f"{who}{rec['syscall']:<22} {count:>10}" + (f" {ns / 1000:>14.1f}" if args.latency else ""))
-            print(flush=True)
-
-        runner.interval_loop(args, tick)
-        return 0
+        return runner.summary_loop(session, args, "syscalls", self.tables(args))
 
 
 TRACER = Syscount
