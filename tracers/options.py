@@ -23,13 +23,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_SECONDS = 366 * 86400  # intervals and durations: a year, and finite
+
+
 def positive_float(text: str) -> float:
+    """Seconds: positive and at most a year (inf and 1e300 overflowed sleep)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SECONDS} seconds (a year), got {text}")
     return value
 
 

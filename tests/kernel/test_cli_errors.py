@@ -21,6 +21,16 @@ def bpfwatch(*args):
     (["syscount", "--syscall", "no_such_call"], "no_such_call"),
     (["execsnoop", "--comm", "a-name-longer-than-15"], "15 bytes"),
     (["execsnoop", "--hook", "nosuchhook"], "invalid choice"),
+    # issue 11: these were tracebacks (OverflowError, IsADirectoryError after the trace)
+    (["execsnoop", "-d", "inf"], "at most"),
+    (["opensnoop", "-d", "nan"], "must be positive"),
+    (["tcplife", "-d", "1e300"], "at most"),
+    (["syscount", "1e300"], "at most"),
+    (["syscount", "inf", "1"], "at most"),
+    (["tctraffic", "lo", "1e300"], "at most"),
+    (["offcputime", "-d", "1", "--svg", "/tmp"], "is a directory"),
+    (["profile", "-d", "1", "--svg", ""], "file name is empty"),
+    (["skbdrop", "--netns", "/etc/passwd"], "not a network namespace"),
 ])
 def test_bad_input_gets_one_line(args, words):
     proc = bpfwatch(*args)

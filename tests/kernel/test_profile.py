@@ -71,7 +71,7 @@ def bpfwatch(*args):
 @pytest.mark.parametrize("args, words", [
     (["profile", "-F", "0"], "positive"),
     (["profile", "-C", "4096"], "no CPU 4096"),
-    (["profile", "--svg", "/nonexistent-dir/x.svg"], "cannot write"),
+    (["profile", "--svg", "/nonexistent-dir/x.svg"], "No such file or directory"),
     (["profile", "--event", "bogus"], "invalid choice"),
     (["profile", "-u", "-k"], "not allowed"),
     (["offcputime", "-m", "0"], "positive"),

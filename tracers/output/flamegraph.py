@@ -112,9 +112,3 @@ def render_svg(stacks: Iterable[tuple[Iterable[str], int]], title: str = "Flame 
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
-
-
-def write_svg(path: str, stacks, title: str, unit: str = "samples") -> None:
-    svg = render_svg(list(stacks), title=title, unit=unit)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(svg)

@@ -1,13 +1,12 @@
 """Stack-trace tracers (offcputime, profile): options, reading stack maps, folded and SVG output."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 
-from tracers.spec import UsageError
 from tracers import decoders, runner
 from tracers.output import flamegraph
+from tracers.output.files import open_output
 
 
 def add_stack_arguments(parser) -> None:
@@ -17,11 +16,13 @@ def add_stack_arguments(parser) -> None:
     parser.add_argument("--svg", metavar="FILE", help="also write a flame graph SVG to FILE")
 
 
+def open_svg(args):
+    """The --svg file, opened before tracing (a bad path is one line, not a
+    traceback after the trace), or None."""
+    return open_output("--svg", args.svg, "w") if args.svg is not None else None
+
+
 def stack_defines(args, prog: str) -> dict[str, int]:
-    if args.svg:
-        where = os.path.dirname(os.path.abspath(args.svg))
-        if not os.path.isdir(where) or not os.access(where, os.W_OK):
-            raise UsageError(f"--svg: cannot write into {where}")
     if args.user_stacks_only:
         return {"USER_STACKS_ONLY": 1}
     if args.kernel_stacks_only:
@@ -66,7 +67,7 @@ def frames(row: dict) -> list[str]:
     return [row["comm"], *row["user_stack"], *row["kernel_stack"]]
 
 
-def report(session, args, rows: list[dict], missing: int, unit: str, title: str) -> None:
+def report(session, args, rows: list[dict], missing: int, unit: str, title: str, svg=None) -> None:
     """Folded lines (or JSON objects), then the SVG if asked for."""
     if args.json:
         for row in rows:
@@ -85,7 +86,8 @@ def report(session, args, rows: list[dict], missing: int, unit: str, title: str)
     if missing or failures:
         print(f"bpfwatch {session.spec.name}: {missing} stacks missing, {failures} map updates failed "
               "(maps full?)", file=sys.stderr)
-    if args.svg:
-        flamegraph.write_svg(args.svg, [(frames(r), r["value"]) for r in rows], title=title, unit=unit)
+    if svg is not None:
+        with svg:
+            svg.write(flamegraph.render_svg([(frames(r), r["value"]) for r in rows], title=title, unit=unit))
         print(f"bpfwatch {session.spec.name}: flame graph written to {args.svg}", file=sys.stderr)
     sys.stdout.flush()

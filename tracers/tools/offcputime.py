@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from tracers import options, runner
-from tracers.tools._stacks import add_stack_arguments, report, stack_defines, stack_rows, wait_done
+from tracers.tools._stacks import add_stack_arguments, open_svg, report, stack_defines, stack_rows, wait_done
 from tracers.tools._sched import SCHED_SWITCH_ALTERNATIVES
 from tracers.spec import Tracer, TracerSpec, UsageError
 
@@ -32,6 +32,7 @@ class Offcputime(Tracer):
                             help="only blocks of at most USECS")
 
     def defines(self, args) -> dict[str, int]:
+        self.svg = open_svg(args)
         out = stack_defines(args, "bpfwatch offcputime")
         out["MIN_BLOCK_US"] = args.min_block_time
         if args.max_block_time:
@@ -44,7 +45,7 @@ class Offcputime(Tracer):
         runner.announce(session, "off-CPU time")
         wait_done(args)
         rows, missing = stack_rows(session, "totals", scale=1e-3)  # ns -> usecs
-        report(session, args, rows, missing, "us", "Off-CPU Time Flame Graph")
+        report(session, args, rows, missing, "us", "Off-CPU Time Flame Graph", self.svg)
         return 0
 
 

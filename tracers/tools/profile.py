@@ -53,6 +53,7 @@ class Profile(Tracer):
 
     def defines(self, args) -> dict[str, int]:
         prog = "bpfwatch profile"
+        self.svg = _stacks.open_svg(args)
         out = _stacks.stack_defines(args, prog)
         if args.frequency > 100_000:
             raise UsageError("-F is at most 100000 Hz")
@@ -84,7 +85,7 @@ class Profile(Tracer):
         runner.announce(session, f"{args.event} samples at {args.frequency} Hz")
         _stacks.wait_done(args)
         rows, missing = _stacks.stack_rows(session, "samples")
-        _stacks.report(session, args, rows, missing, "samples", "CPU Flame Graph")
+        _stacks.report(session, args, rows, missing, "samples", "CPU Flame Graph", self.svg)
         return 0
 
 
