@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from tracers import options
+from tracers import containers, options
 from tracers.spec import Tracer, UsageError
 
 def emit(obj: dict) -> None:
@@ -28,19 +28,27 @@ def stream_events(session, args, what: str, header: str, to_record, format_line)
     then report what the kernel could not deliver (stderr and a JSON summary)."""
     boot_offset = time.time() - time.monotonic()  # ktime is CLOCK_MONOTONIC
     seen = 0
+    resolver = containers.Resolver()
+    resolver.walk()  # containers that exit before their first event are still named
+    column = getattr(args, "containers", False) and not args.json
 
     def on_event(event):
         nonlocal seen
         seen += 1
         rec = to_record(event, boot_offset)
+        if "cgroup_id" in rec:  # every record that knows its task's cgroup names its container
+            rec.update(containers.record_fields(resolver, rec["cgroup_id"]))
         if args.json:
             emit(rec)
+        elif column:
+            ident = rec.get("container")
+            print(f"{ident['id'][:12] if ident else '-':<12} {format_line(rec)}", flush=True)
         else:
             print(format_line(rec), flush=True)
 
     announce(session, what)
     if not args.json:
-        print(header, flush=True)
+        print(f"{'CONTAINER':<12} {header}" if column else header, flush=True)
     try:
         session.poll_events(session.spec.events_map, on_event, deadline(args))
     finally:
@@ -94,7 +102,7 @@ def summary_loop(session, args, what: str, views, *, title: str = "", extra=None
 
     def tick(final: bool) -> None:
         nonlocal before, started
-        now = [view.read(session.read_map(view.map)) for view in views]
+        now = [view.collect(session.read_map) for view in views]
         shown = [view.rows(n, b) for view, n, b in zip(views, now, before)]
         before = now
         began, started = started, time.time()
@@ -118,6 +126,13 @@ def summary_loop(session, args, what: str, views, *, title: str = "", extra=None
     return 0
 
 
+def fill_cgroup_filter(session, args) -> None:
+    """--cgroup/--container: the directory into the program's cgroup array
+    (until then bpfwatch_filtered_out() lets nothing through)."""
+    if getattr(args, "cgroup_filter", None):
+        session.bpf["bpfwatch_cgroup_filter"][0] = args.cgroup_filter.path
+
+
 def main(tracer_class: type[Tracer], argv=None) -> int:
     from tracers import runtime
     tracer = tracer_class()
@@ -136,6 +151,7 @@ def main(tracer_class: type[Tracer], argv=None) -> int:
             with runtime.Session(setup.spec, defines, force=args.hook, attachers=setup.attachers,
                                  pid=args.pid or -1, skip=setup.skip,
                                  offsets_from=args.offsets) as session:
+                fill_cgroup_filter(session, args)
                 return tracer.run(session, args) or 0
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

@@ -9,13 +9,15 @@ from an LRU map and inserted again: its current count is the delta.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from tracers import decoders
 from tracers.mapdata import decode_labels, number
 from tracers.output import text as fmt
 from tracers.spec import Label
+
+OTHER = "other"  # what evictions took, as the exporter names folded series
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class Table:
     def counts(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.label is None)
 
+    def collect(self, read_map) -> dict:
+        return self.read(read_map(self.map))
+
     def read(self, items) -> dict[tuple, tuple]:
         """Cumulative counts by decoded label values."""
         labels = tuple(c.label for c in self.labels)
@@ -106,6 +111,33 @@ class Table:
         return lines
 
 
+@dataclass(frozen=True)
+class TableWithOther(Table):
+    """A table over an LRU map whose exact totals per `group` (a label column)
+    live in a second, lossless map (`exact`, with the same counted columns).
+    What evictions took from the rows comes back as one `other` row per
+    group, so every interval adds up to the exact total."""
+    exact: Table | None = None
+    group: str = ""
+
+    def collect(self, read_map) -> tuple[dict, dict]:
+        return self.read(read_map(self.map)), self.exact.read(read_map(self.exact.map))
+
+    def rows(self, now: tuple, before: tuple) -> list[dict]:
+        rows = Table.rows(self, now[0], before[0] if before else {})
+        shown = Table.rows(replace(self, top=None), now[0], before[0] if before else {})
+        exact = self.exact.rows(now[1], before[1] if before else {})
+        names = [c.name for c in self.counts]
+        for total in exact:
+            mine = [r for r in shown if r[self.group] == total[self.group]]
+            lost = [total[n] - sum(r[n] for r in mine) for n in names]
+            if lost[0] > 0:
+                row = {c.name: (total[self.group] if c.name == self.group else OTHER) for c in self.labels}
+                row.update(zip(names, (max(0, n) for n in lost)))
+                rows.append(row)
+        return rows
+
+
 def _cell(column: Column, value, header: bool = False) -> str:
     if column.label is not None:
         return f"{value:<{column.width}}"
@@ -125,6 +157,9 @@ class Histogram:
     slot_field: str = ""
     empty: str = "(nothing seen)"
     flat: bool = False
+
+    def collect(self, read_map) -> dict:
+        return self.read(read_map(self.map))
 
     def read(self, items) -> dict:
         labels = tuple(c.label for c in self.by)

@@ -51,7 +51,7 @@ def test_top_caps_rows_after_sorting_by_the_first_count():
 def test_per_process_labels_come_from_key_and_value_fields():
     table = syscount_table("-P", "-L")
     value = ProcStats(3, 4000, b"b\xffd")
-    rows = table.rows(table.read([(ProcKey(42, 0), value)]), {})
+    rows = table.rows((table.read([(ProcKey(42, 0), value)]), table.exact.read([(0, [Stats(3, 4000)])])), ())
     assert rows == [{"pid": 42, "comm": "b\ufffdd", "syscall": "read", "count": 3, "total_ns": 4000}]
     text = table.text(rows)
     assert text[0].split() == ["PID", "COMM", "SYSCALL", "COUNT", "TIME", "(us)"]
@@ -80,3 +80,20 @@ def test_histograms_per_id_take_deltas_and_print_bcc_style():
 def test_columns_align_labels_left_and_counts_right():
     table = Table("t", "m", (label("x", "X", 4), count("n", "N", 5), Column("s", "S", 6, text_scale=0.5, text_format=".1f")))
     assert table.text([{"x": "ab", "n": 3, "s": 5}]) == ["X        N      S", "ab       3    2.5"]
+
+
+def test_what_lru_evictions_took_comes_back_as_an_other_row_per_syscall():
+    table = syscount_table("-P")
+    comm = b"w"
+    # exact per-syscall totals (per-CPU array) against per-process rows (LRU)
+    before = (table.read([(ProcKey(1, 0), ProcStats(5, 0, comm))]),
+              table.exact.read([(0, [Stats(5, 0)]), (1, [Stats(0, 0)])]))
+    # pid 1's row was evicted and re-inserted (count restarted at 2); pid 2
+    # made 3 reads and pid 3's 4 reads were evicted before anyone saw them
+    now = (table.read([(ProcKey(1, 0), ProcStats(2, 0, comm)), (ProcKey(2, 0), ProcStats(3, 0, comm))]),
+           table.exact.read([(0, [Stats(12, 0), Stats(6, 0)]), (1, [Stats(0, 0)])]))
+    rows = table.rows(now, before)
+    assert rows == [{"pid": 2, "comm": "w", "syscall": "read", "count": 3},
+                    {"pid": 1, "comm": "w", "syscall": "read", "count": 2},
+                    {"pid": "other", "comm": "other", "syscall": "read", "count": 8}]
+    assert sum(r["count"] for r in rows) == 18 - 5  # the exact total of the interval

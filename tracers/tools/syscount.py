@@ -4,7 +4,7 @@ from __future__ import annotations
 from tracers import decoders, options, runner
 from tracers.mapdata import NUMBER
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
-from tracers.summary import Table, count, label
+from tracers.summary import Table, TableWithOther, count, label
 
 SPEC = TracerSpec(
     name="syscount",
@@ -73,8 +73,13 @@ class Syscount(Tracer):
         counts = [count("count", "COUNT", 10, "count")]
         if args.latency:
             counts.append(count("total_ns", "TIME (us)", 14, "total_ns", text_scale=1e-3, text_format=".1f"))
-        columns = (*(who if args.process else ()), syscall, *counts)
-        return (Table("syscalls", "proc_syscalls" if args.process else "syscalls", columns, top=args.top),)
+        if not args.process:
+            return (Table("syscalls", "syscalls", (syscall, *counts), top=args.top),)
+        # Per-process rows live in an LRU map; the per-syscall array is exact:
+        # what evictions took shows as an `other` row per syscall.
+        exact = Table("totals", "syscalls", (label("syscall", "SYSCALL", 22, "", "syscall_name"), *counts))
+        return (TableWithOther("syscalls", "proc_syscalls", (*who, syscall, *counts), top=args.top,
+                               exact=exact, group="syscall"),)
 
     def run(self, session, args) -> int:
         return runner.summary_loop(session, args, "syscalls", self.tables(args))
