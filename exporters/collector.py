@@ -9,7 +9,6 @@ so counters never go backwards. Imports no bcc: tests feed fake maps.
 """
 from __future__ import annotations
 
-import ctypes
 import platform
 import threading
 import time
@@ -22,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 
 from tracers import decoders
 from tracers.output import text as fmt
+from tracers.mapdata import decode_labels, number
 from tracers.runtime.maps import read_items
 from tracers.spec import Label, Metric, TracerSpec
 
@@ -56,16 +56,6 @@ class Target:
     @classmethod
     def from_session(cls, session) -> "Target":
         return cls(session.spec, session.alternative.name, session.bpf.__getitem__, session.stats)
-
-
-def number(value, field: str = "") -> int:
-    """An int from a map value: a scalar, a struct field, or per-CPU copies summed."""
-    if isinstance(value, (list, tuple)) or (isinstance(value, ctypes.Array)
-                                            and not isinstance(value, (bytes, str))):
-        return sum(number(v, field) for v in value)
-    if field:
-        value = getattr(value, field)
-    return value if isinstance(value, int) else int(value.value)
 
 
 def linear_buckets(counts: dict[int, int], width: int, multiplier: float,
@@ -137,13 +127,13 @@ class MapCollector:
         self._entries[key] = (len(items), int(getattr(table, "max_entries", 0) or 0))
         return items
 
-    def _labels(self, target: Target, metric: Metric, key, labels: tuple[Label, ...]):
-        """Decoded label values, or None (counted) when a decoder refuses."""
+    def _labels(self, target: Target, metric: Metric, key, value, labels: tuple[Label, ...]):
+        """Decoded label values (tracers.mapdata: the CLI decodes alike), or
+        None (counted per decoder) when a decoder refuses."""
         out = []
         for label in labels:
-            raw = getattr(key, label.field) if label.field else key
             try:
-                out.append(decoders.DECODERS[label.decoder](raw))
+                out += decode_labels(key, value, (label,))
             except (decoders.DecodeError, KeyError):
                 k = (target.name, metric.name, label.decoder)
                 self._decoder_errors[k] = self._decoder_errors.get(k, 0) + 1
@@ -166,7 +156,7 @@ class MapCollector:
             v = number(value, metric.value_field)
             if not v and metric.kind == "counter":
                 continue  # arrays hold every slot; a zero counter is noise
-            lv = self._labels(target, metric, key, labels)
+            lv = self._labels(target, metric, key, value, labels)
             if lv is not None:
                 series[lv] = series.get(lv, 0) + v
         series = self._guard(target, metric, series, len(names), lambda a, b: a + b, abs)
@@ -183,7 +173,7 @@ class MapCollector:
             if not count:
                 continue
             slot = number(getattr(key, metric.bucket_field, key))  # or a scalar key
-            lv = self._labels(target, metric, key, labels)
+            lv = self._labels(target, metric, key, value, labels)
             if lv is not None:
                 bucket = groups.setdefault(lv, {})
                 bucket[slot] = bucket.get(slot, 0) + count
@@ -217,7 +207,7 @@ class MapCollector:
             return None
         sums: dict[tuple, float] = {}
         for key, value in items:
-            lv = self._labels(target, metric, key, labels)
+            lv = self._labels(target, metric, key, value, labels)
             if lv is not None:
                 sums[lv] = sums.get(lv, 0) + number(value) * metric.multiplier
         admitted = self._admitted.get((target.name, metric.name))

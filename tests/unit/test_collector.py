@@ -4,7 +4,8 @@ import math
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporters.collector import MapCollector, Target, linear_buckets, number
+from exporters.collector import MapCollector, Target, linear_buckets
+from tracers.mapdata import number
 from tracers.decoders import syscall_number
 from tracers.spec import Label, Metric, TracerSpec
 
