@@ -15,12 +15,13 @@ import ctypes
 import difflib
 import errno
 import functools
+import platform
 import reprlib
 import socket
 import sys
 from typing import Callable
 
-from tracers.runtime.syscall_table import SYSCALLS
+from tracers.runtime import syscall_table
 
 
 class DecodeError(ValueError):
@@ -36,7 +37,7 @@ def _decoder(fn: Callable[..., str]) -> Callable[..., str]:
     def wrapper(value, *args, **kwargs) -> str:
         try:
             return fn(value, *args, **kwargs)
-        except DecodeError:
+        except (DecodeError, syscall_table.UnnamedArchitecture):  # the latter: one line, refused
             raise
         except Exception as exc:  # the contract above: callers catch one type
             raise DecodeError(f"{fn.__name__}: cannot decode {reprlib.repr(value)}: {exc}") from exc
@@ -177,17 +178,22 @@ def errno_result(value) -> str:
     return "ok" if _as_int(value) == 0 else errno_name(value)
 
 
-syscall_name = _by_table("syscall_name", SYSCALLS, "syscall_")  # x86_64 numbers
-_SYSCALL_NUMBERS = {name: nr for nr, name in SYSCALLS.items()}
+@_decoder
+def syscall_name(value) -> str:
+    """Number -> name on this architecture (libseccomp's tables); unknown ->
+    "syscall_<nr>". An architecture without names raises UnnamedArchitecture."""
+    n = _as_int(value)
+    return syscall_table.names().get(n, f"syscall_{n}")
 
 
 def syscall_number(name: str) -> int:
     """Reverse of syscall_name, for tracers that filter by name."""
-    if isinstance(name, str) and name in _SYSCALL_NUMBERS:
-        return _SYSCALL_NUMBERS[name]
-    close = difflib.get_close_matches(str(name), _SYSCALL_NUMBERS, n=1)
+    numbers = syscall_table.numbers()
+    if isinstance(name, str) and name in numbers:
+        return numbers[name]
+    close = difflib.get_close_matches(str(name), numbers, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown x86_64 syscall name {name!r}{hint}")
+    raise ValueError(f"unknown {platform.machine()} syscall name {name!r}{hint}")
 
 
 # Linux x86_64 numbering, fixed here so it does not depend on libc's aliases.

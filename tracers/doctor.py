@@ -1,7 +1,23 @@
 """`bpfwatch doctor`: what this kernel can do, each answer decided by trying."""
 from __future__ import annotations
 
+import platform
+
 from tracers.report import probe_report_main
+
+
+def syscall_names() -> dict:
+    """Who names syscalls here, and which of this kernel's it cannot."""
+    from tracers.runtime import machine, syscall_table
+    try:
+        names = set(syscall_table.names().values())
+    except syscall_table.UnnamedArchitecture as exc:
+        return {"available": False, "detail": str(exc), "unnamed": []}
+    unnamed = sorted(syscall_table.kernel_syscalls(machine.TRACEFS) - names)
+    detail = f"{len(names)} names for {platform.machine()} from {syscall_table.source()}"
+    if unnamed:
+        detail += f"; this kernel has {len(unnamed)} more, shown as syscall_<nr>: {', '.join(unnamed)}"
+    return {"available": True, "detail": detail, "unnamed": unnamed}
 
 
 def report(probe) -> dict:
@@ -14,15 +30,17 @@ def report(probe) -> dict:
         "mount_problems": probe.mount_problems,
         "features": {name: {"available": f.available, "detail": f.detail}
                      for name, f in features.items()},
+        "syscall_names": syscall_names(),
     }
 
 
 def print_text(data: dict) -> None:
     print(f"{'kernel':<18} {data['kernel']}")
-    print(f"{'headers':<18} {data['headers']['mode']} {data['headers']['version']}")
     for problem in data["mount_problems"]:
         print(f"{'mount':<18} {problem}")
-    for name, f in data["features"].items():
+    # headers is one of the features (with its detail): printed there, once
+    rows = {**data["features"], "syscall_names": data["syscall_names"]}
+    for name, f in rows.items():
         mark = "yes" if f["available"] else "no "
         print(f"{name:<18} {mark}  {f['detail']}")
 

@@ -69,6 +69,8 @@ class Session:
         from tracers.runtime import get_probe
         self.spec = spec
         self.probe = probe or get_probe()
+        from tracers.runtime import syscall_table
+        syscall_table.require_for(spec)
         self.plan = planner.require(spec, self.probe, force, offsets_from)
         self.alternative = self.plan.alternative
         self.defines = dict(defines or {})
