@@ -75,13 +75,14 @@ def interval_loop(args, tick) -> None:
     ticks = 0
     try:
         while True:
-            wait = args.interval if args.interval else 3600.0
+            interval = getattr(args, "interval", None)  # event tracers' count modes: none
+            wait = interval if interval else 3600.0
             if end is not None:
                 wait = min(wait, max(0.0, end - time.monotonic()))
             time.sleep(wait)
             ticks += 1
             done = (end is not None and time.monotonic() >= end) or \
-                (args.count is not None and ticks >= args.count)
+                (getattr(args, "count", None) is not None and ticks >= args.count)
             tick(done)
             if done:
                 return

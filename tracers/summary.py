@@ -25,7 +25,7 @@ class Column:
     """A label column (decoded from the key by `label`) or a counted column
     (a value field summed over CPUs: "" for a scalar value)."""
     name: str  # JSON key
-    header: str  # text header
+    header: str  # text header; "" for a column only JSON carries
     width: int  # text width; labels align left, counts right
     label: Label | None = None
     field: str = ""
@@ -104,10 +104,11 @@ class Table:
     def text(self, rows: list[dict]) -> list[str]:
         if self.hide_empty and not rows:
             return []
+        shown = [c for c in self.columns if c.header]
         lines = [self.title] if self.title else []
-        lines.append(" ".join(_cell(c, c.header, header=True) for c in self.columns))
+        lines.append(" ".join(_cell(c, c.header, header=True) for c in shown))
         for r in rows:
-            lines.append(" ".join(_cell(c, r[c.name]) for c in self.columns))
+            lines.append(" ".join(_cell(c, r[c.name]) for c in shown))
         return lines
 
 

@@ -322,7 +322,7 @@ def test_kprobe_alternative_passes_the_verifier(name):
     module = tracer_classes()[name]
     alt = module.spec.alternative("kprobe")
     defines = {alt.define: 1, **btf.resolve_offsets(alt.btf_fields)}
-    defines.update(module.defines(module_args(module)))
+    defines.update(module().defines(module_args(module)))
     bpf = BPF(text=c_source(module.spec).encode(),
               cflags=cflags_for(defines) + [f"-I{c_include_dir()}"])
     try:
@@ -334,9 +334,7 @@ def test_kprobe_alternative_passes_the_verifier(name):
 
 def module_args(module):
     from tracers import options
-    parser = options.build_parser(module())
-    module.add_arguments(parser)
-    return parser.parse_args([])
+    return options.build_parser(module()).parse_args([])
 
 
 def test_listener_older_than_the_trace_is_named(tracer, netns_pair):

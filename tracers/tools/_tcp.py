@@ -11,8 +11,9 @@ import time
 
 from tracers.spec import UsageError
 from tracers import decoders, runner
+from tracers.summary import Table, label
 
-PORT_SLOTS = 8  # keep in step with LPORT_0..7 / RPORT_0..7 in _tcp.h
+PORT_SLOTS = 8  # always passed: tcpcommon.h refuses to compile with another number
 
 # struct sock fields the kprobe alternatives read (tracepoints carry them).
 SOCK_FIELDS = {
@@ -106,21 +107,16 @@ def add_count_flag(parser, what: str) -> None:
                         help=f"count {what} in the kernel and print the totals at the end")
 
 
-def read_peer_counts(table, value_fields: tuple[str, ...]) -> list[dict]:
-    """A struct peer_key map -> rows (family, laddr, raddr, port, counts...)."""
-    rows = []
-    for key, value in table.items():
-        row = {"family": family_name(key.family),
-               "laddr": address(key.family, bytes(key.laddr)),
-               "raddr": address(key.family, bytes(key.raddr)),
-               "port": key.port}
-        if value_fields:
-            row.update({f: getattr(value, f) for f in value_fields})
-        else:
-            row["count"] = value.value
-        rows.append(row)
-    first = value_fields[0] if value_fields else "count"
-    return sorted(rows, key=lambda r: (-r[first], r["raddr"], r["port"]))
+def peer_table(name: str, map_name: str, columns: tuple) -> Table:
+    """Counts per struct peer_key (family, port, local and remote address),
+    printed once at the end. Address columns are labels on the whole key:
+    how to read the 16 bytes depends on its family."""
+    family = label("family", "", 0, "family", "address_family")  # JSON only
+    return Table(name, map_name, (family, *columns), decoders=PEER_ADDRESSES)
+
+
+PEER_ADDRESSES = {"peer_laddr": lambda key: address(key.family, bytes(key.laddr)),
+                  "peer_raddr": lambda key: address(key.family, bytes(key.raddr))}
 
 
 def wait_for_end(args) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from tracers import decoders, runner
 from tracers.tools import _tcp
+from tracers.mapdata import NUMBER
 from tracers.spec import Alternative, Hook, Tracer, TracerSpec
+from tracers.summary import count, label
 
 SPEC = TracerSpec(
     name="tcpaccept",
@@ -55,16 +57,9 @@ def format_line(rec: dict) -> str:
             f"{rec['lport']:>5}")
 
 
-def print_counts(session, args) -> None:
-    rows = _tcp.read_peer_counts(session.bpf["accepts"], ())
-    if args.json:
-        runner.emit({"accepts": [{"family": r["family"], "laddr": r["laddr"], "lport": r["port"],
-                                  "raddr": r["raddr"], "accepts": r["count"]} for r in rows],
-                     "map_update_failures": session.stats()["map_update_failures"]})
-        return
-    print(f"{'LADDR':<26} {'LPORT':>5} {'RADDR':<26} {'ACCEPTS':>8}")
-    for r in rows:
-        print(f"{r['laddr']:<26} {r['port']:>5} {r['raddr']:<26} {r['count']:>8}")
+COUNTS = _tcp.peer_table("accepts", "accepts", (
+    label("laddr", "LADDR", 26, "", "peer_laddr"), label("lport", "LPORT", 5, "port", NUMBER),
+    label("raddr", "RADDR", 26, "", "peer_raddr"), count("accepts", "ACCEPTS", 8)))
 
 
 class TcpAccept(Tracer):
@@ -84,10 +79,7 @@ class TcpAccept(Tracer):
         _tcp.seed_listeners(session)  # owners of listeners older than the trace
         if not args.count:
             return runner.stream_events(session, args, "TCP accepts", HEADER, to_record, format_line)
-        runner.announce(session, "TCP accepts (counting)")
-        _tcp.wait_for_end(args)
-        print_counts(session, args)
-        return 0
+        return runner.summary_loop(session, args, "TCP accepts (counting)", (COUNTS,))
 
 
 TRACER = TcpAccept

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from tracers import decoders, runner
 from tracers.tools import _tcp
+from tracers.mapdata import NUMBER
 from tracers.spec import Alternative, Hook, Tracer, TracerSpec
+from tracers.summary import count, label
 
 SPEC = TracerSpec(
     name="tcpconnect",
@@ -62,17 +64,10 @@ def format_line(rec: dict) -> str:
             f"{rec['rport']:>5} {rec['latency_us'] / 1000:>8.3f} {rec['result']}")
 
 
-def print_counts(session, args) -> None:
-    rows = _tcp.read_peer_counts(session.bpf["dests"], ("connects", "failed"))
-    if args.json:
-        runner.emit({"connects": [{"family": r["family"], "saddr": r["laddr"], "daddr": r["raddr"],
-                                   "dport": r["port"], "connects": r["connects"],
-                                   "failed": r["failed"]} for r in rows],
-                     "map_update_failures": session.stats()["map_update_failures"]})
-        return
-    print(f"{'SADDR':<26} {'DADDR':<26} {'DPORT':>5} {'CONNECTS':>9} {'FAILED':>7}")
-    for r in rows:
-        print(f"{r['laddr']:<26} {r['raddr']:<26} {r['port']:>5} {r['connects']:>9} {r['failed']:>7}")
+COUNTS = _tcp.peer_table("connects", "dests", (
+    label("saddr", "SADDR", 26, "", "peer_laddr"), label("daddr", "DADDR", 26, "", "peer_raddr"),
+    label("dport", "DPORT", 5, "port", NUMBER), count("connects", "CONNECTS", 9, "connects"),
+    count("failed", "FAILED", 7, "failed")))
 
 
 class TcpConnect(Tracer):
@@ -91,10 +86,7 @@ class TcpConnect(Tracer):
     def run(self, session, args) -> int:
         if not args.count:
             return runner.stream_events(session, args, "TCP connects", HEADER, to_record, format_line)
-        runner.announce(session, "TCP connects (counting)")
-        _tcp.wait_for_end(args)
-        print_counts(session, args)
-        return 0
+        return runner.summary_loop(session, args, "TCP connects (counting)", (COUNTS,))
 
 
 TRACER = TcpConnect
