@@ -252,6 +252,7 @@ def run(args) -> int:
             return 0
         # Unwinds newest first: stop serving before the sessions detach.
         stack.callback(collector.close)
+        runtime.drop_after_attach(targets)  # before any thread: capabilities are per thread
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         stack.callback(server.shutdown)
         announce(args, targets, server, web.tls)

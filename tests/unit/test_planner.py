@@ -23,6 +23,8 @@ def tracepoints_exist(monkeypatch):
     monkeypatch.setattr(planner.machine, "tracepoint_exists", lambda t: t != "cat:missing")
     monkeypatch.setattr(planner.machine, "raw_tracepoint_exists", lambda t: True)
     monkeypatch.setattr(planner.machine, "kernel_function_traceable", lambda f: (True, ""))
+    # a fake machine: this process's capabilities are not what is planned for
+    monkeypatch.setattr(planner.privileges, "require_for_alternatives", lambda alts, name: None)
 
 
 def spec(*alts):

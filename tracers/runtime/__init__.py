@@ -4,6 +4,7 @@ from __future__ import annotations
 from tracers.runtime.errors import BpfwatchError, LoadError, NoUsableHook, Stop
 from tracers.runtime.loader import Session, render_source, require_root, stop_on_signals
 from tracers.runtime.planner import Plan, plan
+from tracers.runtime.privileges import drop_after_attach
 
 _probe = None
 
@@ -18,4 +19,5 @@ def get_probe():
 
 
 __all__ = ["BpfwatchError", "LoadError", "NoUsableHook", "Stop", "Session", "Plan",
-           "plan", "get_probe", "render_source", "require_root", "stop_on_signals"]
+           "plan", "get_probe", "render_source", "require_root", "stop_on_signals",
+           "drop_after_attach"]

@@ -69,7 +69,7 @@ class Session:
         from tracers.runtime import get_probe
         self.spec = spec
         self.probe = probe or get_probe()
-        from tracers.runtime import syscall_table
+        from tracers.runtime import privileges, syscall_table
         syscall_table.require_for(spec)
         self.plan = planner.require(spec, self.probe, force, offsets_from)
         self.alternative = self.plan.alternative
@@ -80,6 +80,8 @@ class Session:
         self.attachers = attachers or {}
         self.pid = pid
         self.skip = set(skip)  # entry points the chosen options do not need
+        privileges.require_for_hooks([h for h in self.alternative.hooks if h.fn not in self.skip],
+                                     spec.name)
         self.bpf = None
         self.compile_seconds = 0.0
         self._cleanups: list[Callable[[], None]] = []
@@ -253,5 +255,7 @@ def stop_requested() -> bool:
 
 
 def require_root() -> None:
-    if os.geteuid() != 0:
-        raise BpfwatchError("bpfwatch needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs")
+    """The old name: checks capabilities (CapEff), not the uid; per-hook
+    needs are checked once the session knows its hooks."""
+    from tracers.runtime import privileges
+    privileges.require(privileges.BASE)

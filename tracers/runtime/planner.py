@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tracers.runtime import btf as btf_reader
-from tracers.runtime import machine
+from tracers.runtime import machine, privileges
 from tracers.runtime.errors import NoUsableHook
 from tracers.spec import Alternative, Hook, TracerSpec
 
@@ -76,6 +76,7 @@ def resolve_offsets(alt: Alternative, probe, offsets_from: str) -> dict[str, int
 def plan(spec: TracerSpec, probe, force: str | None = None, offsets_from: str = "auto") -> Plan:
     result = Plan(spec, None)
     candidates = [spec.alternative(force)] if force else list(spec.alternatives)
+    privileges.require_for_alternatives(candidates, spec.name)  # planning reads tracefs
     for alt in candidates:
         problems = [p for h in alt.hooks if not h.optional for p in [hook_problem(h, probe)] if p]
         problems += [f"{n} unavailable ({probe.usable(n).detail})"
