@@ -14,13 +14,18 @@ commands:
 """
 
 
+def usage() -> str:
+    from tracers.registry import tracer_classes
+    lines = "\n".join(f"  {name:<11} {t.spec.summary}" for name, t in tracer_classes().items())
+    return USAGE.format(tracers=lines)
+
+
 def main(argv=None) -> int:
     from tracers.registry import tracer_class, tracer_classes
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        lines = "\n".join(f"  {name:<11} {t.spec.summary}" for name, t in tracer_classes().items())
-        print(USAGE.format(tracers=lines))
-        return 0 if argv else 2
+    if not argv or argv[0] in ("-h", "--help", "help"):  # asked for the command list: stdout, 0
+        print(usage())
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "doctor":
         from tracers import doctor
@@ -38,7 +43,8 @@ def main(argv=None) -> int:
     tracer = tracer_class(command)
     if tracer is None:
         known = ", ".join(["doctor", "list", "exporter", *tracer_classes()])
-        print(f"bpfwatch: unknown command {command!r} (known: {known})", file=sys.stderr)
+        print(f"bpfwatch: unknown command {command!r} (known: {known}; `bpfwatch` lists them)",
+              file=sys.stderr)
         return 2
     from tracers import runner
     return runner.main(tracer, rest)

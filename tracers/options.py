@@ -59,8 +59,15 @@ def build_parser(tracer: Tracer) -> OneLineParser:
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in spec.examples) if spec.examples else None
     parser = OneLineParser(prog=f"bpfwatch {spec.name}", description=spec.summary, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-p", "--pid", type=existing_pid, help="only this process (TGID)")
-    parser.add_argument("--comm", type=comm_name, help="only processes with this command name")
+    if tracer.process_filters:
+        parser.add_argument("-p", "--pid", type=existing_pid, help="only this process (TGID)")
+        parser.add_argument("--comm", type=comm_name, help="only processes with this command name")
+    else:  # not offered (hidden from --help), and refused with the reason if given anyway
+        def refuse(_text):
+            raise argparse.ArgumentTypeError(f"not offered: {spec.name}'s programs run where no "
+                                             "process is current")
+        parser.add_argument("-p", "--pid", type=refuse, help=argparse.SUPPRESS)
+        parser.add_argument("--comm", type=refuse, help=argparse.SUPPRESS)
     parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",
                         help="stop after this many seconds (exit 0)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")

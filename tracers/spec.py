@@ -133,6 +133,7 @@ class Tracer:
     Bad input raises UsageError; nothing here may exit the process."""
     spec: TracerSpec
     interval = False  # summary tracers take [interval [count]]
+    process_filters = True  # -p/--comm; False (not offered) where no process is current
 
     def add_positionals(self, parser) -> None:
         """Positionals before [interval [count]] (an interface, a pattern)."""

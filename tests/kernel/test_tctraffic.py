@@ -280,7 +280,7 @@ def test_ingress_qdisc_conflict_is_one_line_and_leaves_nothing(netns_pair):
     (["lo", "--priority", "5001"], "PORT=CLASSID"),
     (["lo", "--priority", "5001=1"], "class id"),
     (["lo", "--priority", "70000=1:10"], "not a port"),
-    (["lo", "-p", str(os.getpid())], "do not apply"),
+    (["lo", "-p", str(os.getpid())], "not offered"),
     (["lo", *[a for i in range(9) for a in ("--block", f"10.0.{i}.0/24")]], "at most 8"),
 ])
 def test_bad_input_gets_one_line(args, words):

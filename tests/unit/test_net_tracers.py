@@ -181,8 +181,8 @@ def bpfwatch(*args):
     ([*"tcplife --lport 1 --lport 2 --lport 3 --lport 4 --lport 5 --lport 6 --lport 7 "
        "--lport 8 --lport 9".split()], "at most 8 --lport"),
     (["tcpconnect", "-4", "-6"], "not allowed with"),
-    (["tcpretrans", "-p", str(os.getpid())], "retransmissions run from timers"),
-    (["skbdrop", "--comm", "bash"], "softirq"),
+    (["tcpretrans", "-p", str(os.getpid())], "not offered: tcpretrans's programs run where no"),
+    (["skbdrop", "--comm", "bash"], "not offered"),
     (["skbdrop", "--netns", "/no/such/netns"], "No such file"),
     (["tcpaccept", "-c", "5"], "unrecognized arguments"),
 ])

@@ -72,6 +72,7 @@ def load_reason_names() -> None:
 
 class Skbdrop(Tracer):
     spec = SPEC
+    process_filters = False  # most drops happen in softirq context (use --netns)
     interval = True
 
     def add_arguments(self, parser) -> None:
@@ -84,9 +85,6 @@ class Skbdrop(Tracer):
                             help="rows shown (default 20)")
 
     def defines(self, args) -> dict[str, int]:
-        if args.pid or args.comm:
-            raise UsageError("-p/--comm don't apply: most drops happen in "
-                             "softirq context, not in a process; use --netns")
         load_reason_names()  # here: the CLI and the exporter both call defines()
         out = {}
         if args.location:

@@ -116,6 +116,7 @@ def capture(args, sock, writer, tick) -> None:
 
 class Sockfilter(Tracer):
     spec = SPEC
+    process_filters = False  # a packet socket sees no processes
     interval = True
 
     def add_arguments(self, parser) -> None:
@@ -128,8 +129,6 @@ class Sockfilter(Tracer):
         parser.add_argument("-w", "--write", metavar="FILE", help="write matching packets to a pcap file")
 
     def defines(self, args) -> dict[str, int]:
-        if args.pid or args.comm:
-            raise UsageError("-p/--comm do not apply: a packet socket sees no processes")
         if len(args.port) > MAX_PORTS or len(args.host) > MAX_HOSTS:
             raise UsageError(f"at most {MAX_PORTS} --port and {MAX_HOSTS} --host")
         out = {"FILTER_PORTS": len(args.port), "FILTER_HOSTS": len(args.host)}

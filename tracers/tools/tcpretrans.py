@@ -74,15 +74,13 @@ def print_flows(session, args) -> None:
 
 class TcpRetrans(Tracer):
     spec = SPEC
+    process_filters = False  # retransmissions run from timers and softirqs
 
     def add_arguments(self, parser) -> None:
         _tcp.add_filters(parser)
         _tcp.add_count_flag(parser, "retransmissions per flow")
 
     def defines(self, args) -> dict[str, int]:
-        if args.pid or args.comm:
-            raise UsageError("-p/--comm don't apply: retransmissions run "
-                             "from timers and softirqs, not in a process")
         out = _tcp.filter_defines(args, "tcpretrans")
         if args.count:
             out["COUNT_FLOWS"] = 1

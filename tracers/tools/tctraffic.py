@@ -165,6 +165,7 @@ def print_table(args, rows) -> None:
 
 class Tctraffic(Tracer):
     spec = SPEC
+    process_filters = False  # tc sees packets, not processes
     interval = True
 
     def add_positionals(self, parser) -> None:
@@ -181,8 +182,6 @@ class Tctraffic(Tracer):
         parser.add_argument("-T", "--top", type=options.positive_int, default=20, help="rows shown (default 20)")
 
     def defines(self, args) -> dict[str, int]:
-        if args.pid or args.comm:
-            raise UsageError("-p/--comm do not apply: tc sees packets, not processes")
         return {**rule_defines(args.block, args.block_port, args.priority),
                 "L2_LEN": link_layer_len(args.interface)}
 
