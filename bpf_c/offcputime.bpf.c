@@ -34,9 +34,33 @@ BPF_HASH(start, u32, struct blocked, 65536);      // tid -> since when, where
 BPF_HASH(totals, struct stack_key, u64, 65536);   // -> total off-CPU ns
 BPF_STACK_TRACE(stacks, 16384);
 
+// -u/-k: user or kernel threads only, by PF_KTHREAD in the current (prev)
+// task's flags; the offset comes from BTF unless the headers match.
+#if defined(USER_THREADS_ONLY) || defined(KERNEL_THREADS_ONLY)
+#ifndef BPFWATCH_PF_KTHREAD
+#error "BPFWATCH_PF_KTHREAD must be passed by Python (tracers/tools/_stacks.py)"
+#endif
+#ifndef OFF_TASK_FLAGS
+#include <linux/sched.h>
+#define OFF_TASK_FLAGS offsetof(struct task_struct, flags)
+#endif
+static __always_inline int thread_wanted(void)
+{
+    u32 flags = 0;
+    bpf_probe_read_kernel(&flags, sizeof(flags), (char *)bpf_get_current_task() + OFF_TASK_FLAGS);
+#ifdef USER_THREADS_ONLY
+    return !(flags & BPFWATCH_PF_KTHREAD);
+#else
+    return !!(flags & BPFWATCH_PF_KTHREAD);
+#endif
+}
+#else
+static __always_inline int thread_wanted(void) { return 1; }
+#endif
+
 static __always_inline void switched(void *ctx, u32 prev, u32 next)
 {
-    if (prev && !bpfwatch_filtered_out()) {
+    if (prev && !bpfwatch_filtered_out() && thread_wanted()) {
         struct blocked b = {.ts = bpf_ktime_get_ns()};
         b.key.tgid = bpf_get_current_pid_tgid() >> 32;
         bpf_get_current_comm(b.key.comm, sizeof(b.key.comm));

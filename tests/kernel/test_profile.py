@@ -57,7 +57,7 @@ def test_spinning_function_is_the_hottest_stack(tracer, tmp_path):
 @pytest.mark.parametrize("ending", ["SIGTERM", "SIGKILL"])  # -d above; SIGINT: test_sched_tracers
 def test_profile_leaves_nothing(tracer, ending):
     before = our_objects()
-    run = tracer(["profile", "-F", "99", "-k"])
+    run = tracer(["profile", "-F", "99", "-K"])
     assert our_objects()["prog"] - before["prog"], "tracer loaded no program?"
     assert run.stop(getattr(signal, ending)) == (-9 if ending == "SIGKILL" else 0)
     assert_nothing_left(before)
@@ -73,7 +73,8 @@ def bpfwatch(*args):
     (["profile", "-C", "4096"], "no CPU 4096"),
     (["profile", "--svg", "/nonexistent-dir/x.svg"], "No such file or directory"),
     (["profile", "--event", "bogus"], "invalid choice"),
-    (["profile", "-u", "-k"], "not allowed"),
+    (["profile", "-U", "-K"], "not allowed"),
+    (["offcputime", "-u", "-k"], "not allowed"),
     (["offcputime", "-m", "0"], "positive"),
     (["offcputime", "-m", "10", "-M", "5"], "below"),
     (["runqlat", "-P", "-L"], "not allowed"),

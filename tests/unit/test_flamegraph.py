@@ -117,5 +117,6 @@ def test_defines_are_integers_from_options():
     args = SimpleNamespace(milliseconds=True, pids=True, tids=False)
     assert runqlat.TRACER().defines(args) == {"UNIT_NS": 1_000_000, "PER_PROCESS": 1}
     args = SimpleNamespace(svg=None, user_stacks_only=False, kernel_stacks_only=True,
+                           user_threads_only=False, kernel_threads_only=False,
                            min_block_time=5, max_block_time=None)
     assert offcputime.TRACER().defines(args) == {"KERNEL_STACKS_ONLY": 1, "MIN_BLOCK_US": 5}

@@ -3,17 +3,44 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 from tracers import decoders, runner
 from tracers.output import flamegraph
 from tracers.output.files import open_output
 
 
-def add_stack_arguments(parser) -> None:
+# include/linux/sched.h: task_struct.flags of kernel threads
+PF_KTHREAD = 0x00200000
+
+
+def add_stack_arguments(parser, threads: bool) -> None:
+    """bcc's letters: -U/-K user or kernel stacks; with threads (bcc's
+    offcputime, not its profile), -u/-k user or kernel threads."""
+    if threads:
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("-u", "--user-threads-only", action="store_true",
+                           help="user threads only (no kernel threads)")
+        which.add_argument("-k", "--kernel-threads-only", action="store_true",
+                           help="kernel threads only")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("-u", "--user-stacks-only", action="store_true", help="user stacks only")
-    which.add_argument("-k", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
+    which.add_argument("-U", "--user-stacks-only", action="store_true", help="user stacks only")
+    which.add_argument("-K", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
     parser.add_argument("--svg", metavar="FILE", help="also write a flame graph SVG to FILE")
+
+
+def with_task_flags(alternatives):
+    """The alternatives, each also resolving task_struct.flags from BTF (-u/-k)."""
+    return tuple(replace(a, btf_fields={**a.btf_fields, "OFF_TASK_FLAGS": ("task_struct", "flags")})
+                 for a in alternatives)
+
+
+def thread_defines(args) -> dict[str, int]:
+    if args.user_threads_only:
+        return {"USER_THREADS_ONLY": 1, "BPFWATCH_PF_KTHREAD": PF_KTHREAD}
+    if args.kernel_threads_only:
+        return {"KERNEL_THREADS_ONLY": 1, "BPFWATCH_PF_KTHREAD": PF_KTHREAD}
+    return {}
 
 
 def open_svg(args):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 
 from tracers import options, runner
-from tracers.tools._stacks import add_stack_arguments, open_svg, report, stack_defines, stack_rows, wait_done
+from tracers.tools._stacks import (add_stack_arguments, open_svg, report, stack_defines, stack_rows,
+                                   thread_defines, wait_done, with_task_flags)
 from tracers.tools._sched import SCHED_SWITCH_ALTERNATIVES
 from tracers.spec import Tracer, TracerSpec, UsageError
 
@@ -11,11 +12,12 @@ SPEC = TracerSpec(
     name="offcputime",
     summary="off-CPU time summed by process and user+kernel stack, as folded stacks or a flame graph",
     c_file="offcputime.bpf.c",
-    alternatives=SCHED_SWITCH_ALTERNATIVES,
+    alternatives=with_task_flags(SCHED_SWITCH_ALTERNATIVES),
     examples=(
         "bpfwatch offcputime -d 5                  # folded stacks (usecs) after 5 s",
         "bpfwatch offcputime -p 1234 --svg off.svg # one process, plus a flame graph",
-        "bpfwatch offcputime -k -m 1000            # kernel stacks, blocks of 1 ms or more",
+        "bpfwatch offcputime -K -m 1000            # kernel stacks, blocks of 1 ms or more",
+        "bpfwatch offcputime -u -d 5               # user threads only (bcc's -u; -k: kernel threads)",
         "bpfwatch offcputime --json -d 5           # one JSON object per stack",
     ),
 )
@@ -25,7 +27,7 @@ class Offcputime(Tracer):
     spec = SPEC
 
     def add_arguments(self, parser) -> None:
-        add_stack_arguments(parser)
+        add_stack_arguments(parser, threads=True)
         parser.add_argument("-m", "--min-block-time", type=options.positive_int, default=1, metavar="USECS",
                             help="only blocks of at least USECS (default 1)")
         parser.add_argument("-M", "--max-block-time", type=options.positive_int, metavar="USECS",
@@ -33,7 +35,7 @@ class Offcputime(Tracer):
 
     def defines(self, args) -> dict[str, int]:
         self.svg = open_svg(args)
-        out = stack_defines(args, "bpfwatch offcputime")
+        out = {**stack_defines(args, "bpfwatch offcputime"), **thread_defines(args)}
         out["MIN_BLOCK_US"] = args.min_block_time
         if args.max_block_time:
             if args.max_block_time < args.min_block_time:

@@ -27,7 +27,7 @@ SPEC = TracerSpec(
     examples=(
         "bpfwatch profile -d 10                       # all CPUs at 49 Hz for 10 s, folded",
         "bpfwatch profile -F 999 -p 1234 --svg p.svg  # one process at 999 Hz, plus a flame graph",
-        "bpfwatch profile -C 0 -k -d 5                # CPU 0, kernel stacks only",
+        "bpfwatch profile -C 0 -K -d 5                # CPU 0, kernel stacks only (bcc's -K)",
         "bpfwatch profile --event cycles -d 5         # sample on CPU cycles (hardware PMU)",
         "bpfwatch profile --json -d 5                 # one JSON object per stack",
     ),
@@ -43,7 +43,7 @@ class Profile(Tracer):
     spec = SPEC
 
     def add_arguments(self, parser) -> None:
-        _stacks.add_stack_arguments(parser)
+        _stacks.add_stack_arguments(parser, threads=False)  # bcc's profile has no -u/-k
         parser.add_argument("-F", "--frequency", type=options.positive_int, default=49, metavar="HZ",
                             help="samples per second per CPU (default 49)")
         parser.add_argument("-C", "--cpu", type=int, metavar="CPU", help="only this CPU")
