@@ -17,6 +17,7 @@ struct start_key {
 struct start_val {
     u64 ts_insert;
     u64 ts_issue;
+    u64 cgroup_id;  // bpfwatch_owner_cgroup() of the issuer
     u32 pid;
     u32 bytes;
     u32 dev;
@@ -33,6 +34,7 @@ struct bio_event {
     u64 sector;
     u64 latency_ns;
     u64 queue_ns;
+    u64 cgroup_id;
     u32 dev;
     u32 pid;
     u32 bytes;
@@ -55,6 +57,8 @@ BPF_HASH(dist_sum, struct hist_key, u64, 256);  // slot 0: the histogram's _sum
 // completes the I/O (usually an interrupt or a kworker).
 static __always_inline int issuer_filtered_out(struct start_val *v)
 {
+    if (bpfwatch_owner_cgroup_filtered_out(v->cgroup_id))
+        return 1;
 #ifdef FILTER_PID
     if (v->pid != FILTER_PID)
         return 1;
@@ -71,6 +75,7 @@ static __always_inline int issuer_filtered_out(struct start_val *v)
 static __always_inline void fill_issuer(struct start_val *v)
 {
     v->pid = bpf_get_current_pid_tgid() >> 32;
+    v->cgroup_id = bpfwatch_owner_cgroup();
     bpf_get_current_comm(v->comm, sizeof(v->comm));
 }
 
@@ -78,8 +83,7 @@ static __always_inline int insert_common(struct start_key *key)
 {
     struct start_val v = {.ts_insert = bpf_ktime_get_ns()};
     fill_issuer(&v);
-    if (start.update(key, &v))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_checked_update(start.update(key, &v));
     return 0;
 }
 
@@ -99,8 +103,7 @@ static __always_inline int issue_common(struct start_key *key, u32 dev, u32 byte
     v.bytes = bytes;
     bpf_probe_read_kernel(v.rwbs, sizeof(v.rwbs), rwbs);
     v.rwbs[7] = 0;
-    if (start.update(key, &v))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_checked_update(start.update(key, &v));
     return 0;
 }
 
@@ -121,7 +124,8 @@ static __always_inline int complete_common(struct start_key *key, u64 sector, s3
 #endif
 #ifdef BIOSNOOP
     struct bio_event e = {.ts = now, .sector = sector, .latency_ns = now - began,
-                          .queue_ns = v->ts_issue - v->ts_insert, .dev = v->dev,
+                          .queue_ns = v->ts_issue - v->ts_insert, .cgroup_id = v->cgroup_id,
+                          .dev = v->dev,
                           .pid = v->pid, .bytes = v->bytes, .error = error};
     __builtin_memcpy(e.comm, v->comm, sizeof(e.comm));
     __builtin_memcpy(e.rwbs, v->rwbs, sizeof(e.rwbs));
@@ -141,17 +145,10 @@ static __always_inline int complete_common(struct start_key *key, u64 sector, s3
 #ifdef PER_FLAGS
     __builtin_memcpy(hk.rwbs, v->rwbs, sizeof(hk.rwbs));
 #endif
-    u64 zero = 0, *count = dist.lookup_or_try_init(&hk, &zero);
-    if (count)
-        __sync_fetch_and_add(count, 1);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
-    hk.slot = 0;
-    u64 *sum = dist_sum.lookup_or_try_init(&hk, &zero);
-    if (sum)
-        __sync_fetch_and_add(sum, delta);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    u64 zero = 0;
+    bpfwatch_add(dist.lookup_or_try_init(&hk, &zero), 1);
+    hk.slot = 0;  // the sum's key: the same labels
+    bpfwatch_add(dist_sum.lookup_or_try_init(&hk, &zero), delta);
 #endif
     start.delete(key);
     return 0;

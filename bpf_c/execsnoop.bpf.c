@@ -4,36 +4,32 @@
 #include <uapi/linux/ptrace.h>
 #include "bpfwatch.h"
 
-#ifndef MAX_ARGS
-#define MAX_ARGS 20
+#if !defined(MAX_ARGS) || !defined(ARG_LEN)
+#error "MAX_ARGS and ARG_LEN must be passed by Python (tracers/tools/execsnoop.py)"
 #endif
-#define ARG_LEN 128
 #define FILENAME_LEN 256
 
-#ifdef EXPORTER_COUNTS
+#ifdef COUNT_ONLY
 // Under the exporter: counters only, no ring buffer (nobody would read it).
-BPF_PERCPU_ARRAY(execs, u64, 1);
-BPF_TABLE("lru_hash", u32, u64, exec_errors, 256);
+// Keyed by cgroup under --per-container (bpfwatch_label_cgroup), else by 0.
+struct error_key {
+    u64 cgroup_id;
+    u32 err;
+    u32 pad;
+};
+BPF_TABLE("lru_hash", u64, u64, execs, 4096);
+BPF_TABLE("lru_hash", struct error_key, u64, exec_errors, 4096);
 
 static __always_inline int count_exec(long ret)
 {
     if (bpfwatch_filtered_out())
         return 0;
-    u32 zero = 0;
-    u64 *n = execs.lookup(&zero);
-    if (n)
-        (*n)++;
+    u64 cgroup = bpfwatch_label_cgroup(), zero = 0;
+    bpfwatch_add(execs.lookup_or_try_init(&cgroup, &zero), 1);
     if (ret >= 0)
         return 0;
-    u32 err = -ret;
-    u64 *e = exec_errors.lookup(&err);
-    if (e) {
-        __sync_fetch_and_add(e, 1);
-        return 0;
-    }
-    u64 one = 1;
-    if (exec_errors.update(&err, &one))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    struct error_key key = {.cgroup_id = cgroup, .err = -ret};
+    bpfwatch_add(exec_errors.lookup_or_try_init(&key, &zero), 1);
     return 0;
 }
 
@@ -71,6 +67,7 @@ int on_execve_exit(struct pt_regs *ctx)
 
 struct exec_event {
     u64 ts;
+    u64 cgroup_id;
     u32 pid;
     u32 ppid;
     u32 uid;
@@ -118,8 +115,7 @@ static __always_inline int record_enter(const char *filename, const char *const 
         e->args_truncated = more != NULL;
     }
 done:
-    if (pending.update(&tid, e))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_checked_update(pending.update(&tid, e));
     return 0;
 }
 
@@ -145,6 +141,7 @@ static __always_inline int emit_exit(long ret)
     bpf_probe_read_kernel(&e->ppid, sizeof(e->ppid), (char *)parent + OFF_TASK_TGID);
     e->pid = bpf_get_current_pid_tgid() >> 32;
     e->retval = ret;
+    e->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     if (events.ringbuf_output(e, sizeof(*e), 0))
         bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);
@@ -160,7 +157,7 @@ int on_exec(struct tracepoint__sched__sched_process_exec *args)
         return 0;
     struct exec_event *e = pending.lookup(&old);
     if (e) {
-        pending.update(&now, e);
+        bpfwatch_checked_update(pending.update(&now, e));
         pending.delete(&old);
     }
     return 0;
@@ -205,4 +202,4 @@ int on_execve_exit(struct pt_regs *ctx)
     return emit_exit(PT_REGS_RC(ctx));
 }
 #endif
-#endif  // EXPORTER_COUNTS
+#endif  // COUNT_ONLY

@@ -3,26 +3,19 @@
 // and helpers (filters, comm, stacks) describe it. The time is added when it
 // is switched back in.
 #include "bpfwatch.h"
+#include "sched.h"
 
-#ifndef MIN_BLOCK_US
-#define MIN_BLOCK_US 1
-#endif
-#ifndef MAX_BLOCK_US
-#define MAX_BLOCK_US 0xffffffffffffffffULL
-#endif
-
-#ifdef HOOK_RAW_TRACEPOINT
-#include <linux/sched.h>
-#ifndef OFF_TASK_PID
-#define OFF_TASK_PID offsetof(struct task_struct, pid)
-#endif
+#ifndef MIN_BLOCK_US  // MAX_BLOCK_US: only with -M
+#error "MIN_BLOCK_US must be passed by Python (tracers/tools/offcputime.py)"
 #endif
 
 struct stack_key {
+    u64 cgroup_id;
     u32 tgid;
     s32 user_stack;
     s32 kernel_stack;
     char comm[16];
+    u32 pad;
 };
 
 struct blocked {
@@ -63,6 +56,7 @@ static __always_inline void switched(void *ctx, u32 prev, u32 next)
     if (prev && !bpfwatch_filtered_out() && thread_wanted()) {
         struct blocked b = {.ts = bpf_ktime_get_ns()};
         b.key.tgid = bpf_get_current_pid_tgid() >> 32;
+        b.key.cgroup_id = bpf_get_current_cgroup_id();
         bpf_get_current_comm(b.key.comm, sizeof(b.key.comm));
 #ifdef KERNEL_STACKS_ONLY
         b.key.user_stack = -1;
@@ -74,8 +68,7 @@ static __always_inline void switched(void *ctx, u32 prev, u32 next)
 #else
         b.key.kernel_stack = stacks.get_stackid(ctx, 0);
 #endif
-        if (start.update(&prev, &b))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        bpfwatch_checked_update(start.update(&prev, &b));
     }
     if (!next)
         return;
@@ -85,30 +78,14 @@ static __always_inline void switched(void *ctx, u32 prev, u32 next)
     u64 ns = bpf_ktime_get_ns() - b->ts;
     struct stack_key key = b->key;
     start.delete(&next);
-    if (ns < MIN_BLOCK_US * 1000ULL || ns / 1000 > MAX_BLOCK_US)
+    if (ns < MIN_BLOCK_US * 1000ULL)
         return;
-    u64 *total = totals.lookup(&key);
-    if (total)
-        __sync_fetch_and_add(total, ns);
-    else if (totals.update(&key, &ns))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+#ifdef MAX_BLOCK_US
+    if (ns / 1000 > MAX_BLOCK_US)
+        return;
+#endif
+    u64 zero = 0;
+    bpfwatch_add(totals.lookup_or_try_init(&key, &zero), ns);
 }
 
-#ifdef HOOK_TRACEPOINT
-int on_sched_switch(struct tracepoint__sched__sched_switch *args)
-{
-    switched(args, args->prev_pid, args->next_pid);
-    return 0;
-}
-#endif
-
-#ifdef HOOK_RAW_TRACEPOINT
-// sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, ...)
-int on_sched_switch(struct bpf_raw_tracepoint_args *ctx)
-{
-    u32 next = 0;
-    bpf_probe_read_kernel(&next, sizeof(next), (char *)ctx->args[2] + OFF_TASK_PID);
-    switched(ctx, (u32)bpf_get_current_pid_tgid(), next);
-    return 0;
-}
-#endif
+BW_SCHED_SWITCH_ENTRY

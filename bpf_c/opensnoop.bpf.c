@@ -18,6 +18,7 @@ struct open_start {
 struct open_event {
     u64 ts;
     u64 flags;
+    u64 cgroup_id;
     u32 pid;
     u32 tid;
     s32 ret;
@@ -65,8 +66,7 @@ static __always_inline int record_enter(const char *path, u64 flags, u32 call)
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
     struct open_start s = {.path = (u64)path, .flags = flags, .call = call};
-    if (pending.update(&tid, &s))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_checked_update(pending.update(&tid, &s));
     return 0;
 }
 
@@ -96,6 +96,7 @@ static __always_inline int emit(const char *path, u64 flags, u32 call, long ret)
     e->ret = ret;
     e->uid = (u32)bpf_get_current_uid_gid();
     e->call = call;
+    e->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     if (events.ringbuf_output(e, sizeof(*e), 0))
         bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);

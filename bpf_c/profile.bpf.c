@@ -4,10 +4,12 @@
 #include "bpfwatch.h"
 
 struct stack_key {
+    u64 cgroup_id;
     u32 tgid;
     s32 user_stack;
     s32 kernel_stack;
     char comm[16];
+    u32 pad;
 };
 
 BPF_HASH(samples, struct stack_key, u64, 65536);
@@ -22,7 +24,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
 #endif
     if (bpfwatch_filtered_out())
         return 0;
-    struct stack_key key = {.tgid = id >> 32};
+    struct stack_key key = {.tgid = id >> 32, .cgroup_id = bpf_get_current_cgroup_id()};
     bpf_get_current_comm(key.comm, sizeof(key.comm));
 #ifdef KERNEL_STACKS_ONLY
     key.user_stack = -1;
@@ -34,10 +36,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
 #else
     key.kernel_stack = stacks.get_stackid(&ctx->regs, 0);
 #endif
-    u64 one = 1, *count = samples.lookup(&key);
-    if (count)
-        __sync_fetch_and_add(count, 1);
-    else if (samples.update(&key, &one))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    u64 zero = 0;
+    bpfwatch_add(samples.lookup_or_try_init(&key, &zero), 1);
     return 0;
 }

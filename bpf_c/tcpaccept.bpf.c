@@ -10,6 +10,7 @@
 
 struct listener {
     u64 sk;
+    u64 cgroup_id;  // bpfwatch_owner_cgroup() of the listen() caller
     u32 pid;
     u32 pad;
     char comm[16];
@@ -17,32 +18,29 @@ struct listener {
 
 struct accept_event {
     u64 ts;
+    u64 cgroup_id;
     u32 pid;
     TCP_TUPLE_FIELDS
     char comm[16];
 };
 
-#ifdef COUNT_MODE
+#ifdef COUNT_ONLY
 BPF_TABLE("lru_hash", struct peer_key, u64, accepts, 10240);
 #else
 BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
 #endif
 
-static __always_inline int report(const struct tcp_tuple *t, u32 pid, const char *comm)
+static __always_inline int report(const struct tcp_tuple *t, u32 pid, const char *comm, u64 cgroup)
 {
-    if (tuple_filtered_out(t) || owner_filtered_out(pid, comm))
+    if (tuple_filtered_out(t) || owner_filtered_out(pid, comm, cgroup))
         return 0;
-#ifdef COUNT_MODE
+#ifdef COUNT_ONLY
     struct peer_key k = {};
     u64 zero = 0;
     peer_key_of(&k, t, t->lport);
-    u64 *n = accepts.lookup_or_try_init(&k, &zero);
-    if (n)
-        __sync_fetch_and_add(n, 1);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_add(accepts.lookup_or_try_init(&k, &zero), 1);
 #else
-    struct accept_event e = {.pid = pid};
+    struct accept_event e = {.pid = pid, .cgroup_id = cgroup};
     e.ts = bpf_ktime_get_ns();
     COPY_TUPLE(&e, t);
     __builtin_memcpy(e.comm, comm, sizeof(e.comm));
@@ -63,11 +61,10 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
     u32 lkey = (u32)args->family << 16 | args->sport;
     u64 sk = (u64)args->skaddr;
     if (newstate == BW_LISTEN) {
-        struct listener me = {.sk = sk};
+        struct listener me = {.sk = sk, .cgroup_id = bpfwatch_owner_cgroup()};
         me.pid = bpf_get_current_pid_tgid() >> 32;
         bpf_get_current_comm(me.comm, sizeof(me.comm));
-        if (listeners.update(&lkey, &me))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        bpfwatch_checked_update(listeners.update(&lkey, &me));
         return 0;
     }
     if (oldstate == BW_LISTEN && newstate == BW_CLOSE) {
@@ -84,7 +81,7 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
     struct listener *l = listeners.lookup(&lkey);
     if (l)
         owner = *l;
-    return report(&t, owner.pid, owner.comm);
+    return report(&t, owner.pid, owner.comm, owner.cgroup_id);
 }
 #endif
 
@@ -106,6 +103,6 @@ int on_accept_return(struct pt_regs *ctx)
     char comm[16] = {};
     tuple_from_sk(&t, sk);
     bpf_get_current_comm(comm, sizeof(comm));
-    return report(&t, bpf_get_current_pid_tgid() >> 32, comm);
+    return report(&t, bpf_get_current_pid_tgid() >> 32, comm, bpfwatch_owner_cgroup());
 }
 #endif

@@ -53,6 +53,43 @@ static __always_inline void peer_key_of(struct peer_key *k, const struct tcp_tup
     __builtin_memcpy(k->raddr, t->raddr, 16);
 }
 
+// A dual-stack (AF_INET6) socket talking IPv4 holds ::ffff:a.b.c.d
+// addresses: report it as IPv4, as ss does (-4 finds it, counts go under
+// IPv4). A local address not chosen yet (:: at connect()) reads 0.0.0.0.
+static __always_inline int bw_v4_mapped(const u8 *a)
+{
+    u64 zeros = 0;
+    u32 ffff = 0;
+    __builtin_memcpy(&zeros, a, 8);
+    __builtin_memcpy(&ffff, a + 8, 4);
+    return zeros == 0 && ffff == bpf_htonl(0xffff);
+}
+
+static __always_inline int bw_v6_unspecified(const u8 *a)
+{
+    u64 w[2] = {};
+    __builtin_memcpy(w, a, 16);
+    return !w[0] && !w[1];
+}
+
+static __always_inline void tuple_unmap_v4(struct tcp_tuple *t)
+{
+    if (t->family != BW_AF_INET6 || !bw_v4_mapped(t->raddr))
+        return;
+    int local_mapped = bw_v4_mapped(t->laddr);
+    if (!local_mapped && !bw_v6_unspecified(t->laddr))
+        return;
+    u32 local = 0, remote = 0;
+    if (local_mapped)
+        __builtin_memcpy(&local, t->laddr + 12, 4);
+    __builtin_memcpy(&remote, t->raddr + 12, 4);
+    __builtin_memset(t->laddr, 0, 16);
+    __builtin_memset(t->raddr, 0, 16);
+    __builtin_memcpy(t->laddr, &local, 4);
+    __builtin_memcpy(t->raddr, &remote, 4);
+    t->family = BW_AF_INET;
+}
+
 // sock:inet_sock_set_state and tcp:tcp_retransmit_skb name these fields
 // alike (sport is the local port). The tracepoint record is kernel memory.
 #define TUPLE_FROM_TP(t, args) do {                                              \
@@ -66,6 +103,7 @@ static __always_inline void peer_key_of(struct peer_key *k, const struct tcp_tup
             bpf_probe_read_kernel((t)->laddr, 4, (args)->saddr);                 \
             bpf_probe_read_kernel((t)->raddr, 4, (args)->daddr);                 \
         }                                                                        \
+        tuple_unmap_v4(t);                                                       \
     } while (0)
 
 #ifdef HOOK_KPROBE
@@ -121,10 +159,16 @@ static __always_inline void tuple_from_sk(struct tcp_tuple *t, const void *sk)
         bpf_probe_read_kernel(t->laddr, 4, s + OFF_SK_RCV_SADDR);
         bpf_probe_read_kernel(t->raddr, 4, s + OFF_SK_DADDR);
     }
+    tuple_unmap_v4(t);
 }
 #endif
 
 // --lport/--rport: Python fills all 8 slots (repeating a port) or none.
+#ifndef PORT_SLOTS
+#error "PORT_SLOTS must be passed by Python (tracers/tools/_tcp.py)"
+#elif PORT_SLOTS != 8
+#error "tcpcommon.h compares exactly 8 slots: LPORT_0..7, RPORT_0..7"
+#endif
 static __always_inline int lport_wanted(u16 p)
 {
 #ifdef LPORT_0
@@ -154,10 +198,12 @@ static __always_inline int tuple_filtered_out(const struct tcp_tuple *t)
     return !lport_wanted(t->lport) || !rport_wanted(t->rport);
 }
 
-// -p/--comm against a recorded owner (the event itself may run in softirq,
-// where the current task is whoever was interrupted).
-static __always_inline int owner_filtered_out(u32 pid, const char *comm)
+// -p/--comm/--cgroup against a recorded owner (the event itself may run in
+// softirq, where the current task is whoever was interrupted).
+static __always_inline int owner_filtered_out(u32 pid, const char *comm, u64 owner_cgroup)
 {
+    if (bpfwatch_owner_cgroup_filtered_out(owner_cgroup))
+        return 1;
 #ifdef FILTER_PID
     if (pid != FILTER_PID)
         return 1;

@@ -15,6 +15,7 @@
 
 struct attempt {
     u64 ts;
+    u64 cgroup_id;
     u32 pid;
     u32 pad;
     char comm[16];
@@ -23,6 +24,7 @@ struct attempt {
 struct connect_event {
     u64 ts;
     u64 latency_ns;
+    u64 cgroup_id;
     u32 pid;
     s32 err;          // sk_err when the attempt failed (ECONNREFUSED, ...)
     u32 established;
@@ -36,7 +38,7 @@ struct dest_count {
 };
 
 BPF_TABLE("lru_hash", u64, struct attempt, attempts, 65536);
-#ifdef COUNT_MODE
+#ifdef COUNT_ONLY
 BPF_TABLE("lru_hash", struct peer_key, struct dest_count, dests, 10240);
 #else
 BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
@@ -49,11 +51,10 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
     if (newstate == BW_SYN_SENT) {
         if (bpfwatch_filtered_out())
             return 0;
-        struct attempt a = {.ts = bpf_ktime_get_ns()};
+        struct attempt a = {.ts = bpf_ktime_get_ns(), .cgroup_id = bpf_get_current_cgroup_id()};
         a.pid = bpf_get_current_pid_tgid() >> 32;
         bpf_get_current_comm(a.comm, sizeof(a.comm));
-        if (attempts.update(&key, &a))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        bpfwatch_checked_update(attempts.update(&key, &a));
         return 0;
     }
     if (oldstate != BW_SYN_SENT)
@@ -64,20 +65,18 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
     if (tuple_filtered_out(t))
         goto done;
     u32 ok = newstate != BW_CLOSE;
-#ifdef COUNT_MODE
+#ifdef COUNT_ONLY
     struct peer_key k = {};
     struct dest_count zero = {};
     peer_key_of(&k, t, t->rport);
-    struct dest_count *c = dests.lookup_or_try_init(&k, &zero);
+    struct dest_count *c = bpfwatch_checked_init(dests.lookup_or_try_init(&k, &zero));
     if (c) {
         __sync_fetch_and_add(&c->connects, 1);
         if (!ok)
             __sync_fetch_and_add(&c->failed, 1);
-    } else {
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
     }
 #else
-    struct connect_event e = {.pid = a->pid, .established = ok};
+    struct connect_event e = {.pid = a->pid, .established = ok, .cgroup_id = a->cgroup_id};
     e.ts = bpf_ktime_get_ns();
     e.latency_ns = e.ts - a->ts;
     COPY_TUPLE(&e, t);

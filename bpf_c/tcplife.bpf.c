@@ -9,10 +9,6 @@
 #include "bpfwatch.h"
 #include "tcpcommon.h"
 
-#ifndef EMIT_EVENTS
-#define EMIT_EVENTS 0  // the CLI streams (1); the exporter only counts (0)
-#endif
-
 // tcp_sock/sock fields: BTF offsets (-D) unless the headers match the kernel.
 #ifndef OFF_TCP_SOCK_BYTES_ACKED
 #include <net/sock.h>
@@ -46,6 +42,7 @@
 
 struct conn {
     u64 born;
+    u64 cgroup_id;  // bpfwatch_owner_cgroup() of the owner
     u32 pid;
     u16 passive;  // accepted: a later close() in process context knows better
     u16 flags;
@@ -54,6 +51,7 @@ struct conn {
 
 struct listener {
     u64 sk;
+    u64 cgroup_id;
     u32 pid;
     u32 pad;
     char comm[16];
@@ -64,6 +62,7 @@ struct life_event {
     u64 duration_ns;
     u64 bytes_sent;      // payload acknowledged by the peer
     u64 bytes_received;  // payload received in sequence
+    u64 cgroup_id;
     u32 pid;
     TCP_TUPLE_FIELDS
     char comm[16];
@@ -89,34 +88,24 @@ BPF_TABLE("lru_hash", u32, struct listener, listeners, 4096);  // family << 16 |
 BPF_HASH(life_totals, struct family_key, struct totals, 16);
 BPF_HASH(life_hist, struct hist_key, u64, 256);
 BPF_HASH(life_us_sum, struct family_key, u64, 16);
-#if EMIT_EVENTS
+#ifndef COUNT_ONLY  // the exporter only counts
 BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
 #endif
-
-static __always_inline void add(u64 *counter, u64 n)
-{
-    if (counter)
-        __sync_fetch_and_add(counter, n);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
-}
 
 static __always_inline void account(struct life_event *e)
 {
     struct family_key fk = {.family = e->family};
     struct totals zero = {};
-    struct totals *tot = life_totals.lookup_or_try_init(&fk, &zero);
-    if (!tot) {
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    struct totals *tot = bpfwatch_checked_init(life_totals.lookup_or_try_init(&fk, &zero));
+    if (!tot)
         return;
-    }
     __sync_fetch_and_add(&tot->connections, 1);
     __sync_fetch_and_add(&tot->bytes_sent, e->bytes_sent);
     __sync_fetch_and_add(&tot->bytes_received, e->bytes_received);
     u64 us = e->duration_ns / 1000, none = 0;
     struct hist_key hk = {.family = e->family, .slot = bpfwatch_log2_slot(us)};
-    add(life_hist.lookup_or_try_init(&hk, &none), 1);
-    add(life_us_sum.lookup_or_try_init(&fk, &none), us);
+    bpfwatch_add(life_hist.lookup_or_try_init(&hk, &none), 1);
+    bpfwatch_add(life_us_sum.lookup_or_try_init(&fk, &none), us);
 }
 
 static __always_inline u64 read_u64(const void *sk, u64 off)
@@ -143,6 +132,7 @@ static __always_inline void payload_bytes(struct life_event *e, const void *sk, 
 static __always_inline void set_owner(struct conn *c)
 {
     c->pid = bpf_get_current_pid_tgid() >> 32;
+    c->cgroup_id = bpfwatch_owner_cgroup();
     bpf_get_current_comm(c->comm, sizeof(c->comm));
 }
 
@@ -153,11 +143,10 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
     u32 lkey = (u32)t->family << 16 | t->lport;
 
     if (newstate == BW_LISTEN) {
-        struct listener me = {.sk = key};
+        struct listener me = {.sk = key, .cgroup_id = bpfwatch_owner_cgroup()};
         me.pid = bpf_get_current_pid_tgid() >> 32;
         bpf_get_current_comm(me.comm, sizeof(me.comm));
-        if (listeners.update(&lkey, &me))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        bpfwatch_checked_update(listeners.update(&lkey, &me));
         return 0;
     }
     if (oldstate == BW_LISTEN) {
@@ -170,17 +159,16 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
         struct conn child = {.born = now, .passive = 1};  // -> SYN_RECV
         if (l) {
             child.pid = l->pid;
+            child.cgroup_id = l->cgroup_id;
             __builtin_memcpy(child.comm, l->comm, sizeof(child.comm));
         }
-        if (conns.update(&key, &child))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        bpfwatch_checked_update(conns.update(&key, &child));
         return 0;
     }
     if (newstate == BW_SYN_SENT) {
         struct conn me = {.born = now};
         set_owner(&me);
-        if (conns.update(&key, &me))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        bpfwatch_checked_update(conns.update(&key, &me));
         return 0;
     }
     struct conn *c = conns.lookup(&key);
@@ -190,12 +178,9 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
         if (newstate != BW_ESTABLISHED)
             return 0;
         struct conn fresh = {.born = now, .passive = oldstate != BW_SYN_SENT};
-        conns.update(&key, &fresh);
-        c = conns.lookup(&key);
-        if (!c) {
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+        c = bpfwatch_checked_init(conns.lookup_or_try_init(&key, &fresh));
+        if (!c)
             return 0;
-        }
     }
     if (oldstate == BW_SYN_SENT && newstate != BW_CLOSE)
         c->flags |= CONN_SYN_ACKED;
@@ -207,14 +192,15 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
     if (newstate != BW_CLOSE)
         return 0;
 
-    if (tuple_filtered_out(t) || owner_filtered_out(c->pid, c->comm))
+    if (tuple_filtered_out(t) || owner_filtered_out(c->pid, c->comm, c->cgroup_id))
         goto done;
-    struct life_event e = {.ts = now, .duration_ns = now - c->born, .pid = c->pid};
+    struct life_event e = {.ts = now, .duration_ns = now - c->born, .pid = c->pid,
+                           .cgroup_id = c->cgroup_id};
     COPY_TUPLE(&e, t);
     __builtin_memcpy(e.comm, c->comm, sizeof(e.comm));
     payload_bytes(&e, sk, c->flags);
     account(&e);
-#if EMIT_EVENTS
+#ifndef COUNT_ONLY
     if (events.ringbuf_output(&e, sizeof(e), 0))
         bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);
 #endif

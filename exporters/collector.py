@@ -9,6 +9,7 @@ so counters never go backwards. Imports no bcc: tests feed fake maps.
 """
 from __future__ import annotations
 
+import ctypes
 import platform
 import threading
 import time
@@ -21,7 +22,7 @@ from prometheus_client.utils import floatToGoString
 
 from tracers import decoders
 from tracers.output import text as fmt
-from tracers.mapdata import decode_labels, number
+from tracers.mapdata import decode_labels, number, raw_label
 from tracers.runtime.maps import read_items
 from tracers.spec import Label, Metric, TracerSpec
 
@@ -34,6 +35,16 @@ PER_PROCESS_LABELS = frozenset({"pid", "tid", "comm"})
 
 def is_per_process(label: Label) -> bool:
     return label.name in PER_PROCESS_LABELS or label.decoder == "comm"
+
+
+# A key field holding a cgroup v2 id (decoder "cgroup"): summed away unless
+# --per-container, which turns it into these labels ("" on the host).
+CONTAINER_LABELS = ("container", "pod", "namespace")
+DEFAULT_CONTAINER_TTL = 300.0
+
+
+def is_per_container(label: Label) -> bool:
+    return label.decoder == "cgroup"
 
 
 def metric_name(metric: Metric) -> str:
@@ -75,13 +86,25 @@ class MapCollector:
     registry: registered there when given (never the global one by default).
     max_series: per metric; label sets beyond it fold into one `other` series.
     per_process: keep pid/comm labels (else they are summed away).
+    per_container: cgroup-id labels become container/pod/namespace; series of
+    a container gone for container_ttl seconds are no longer served.
     """
 
     def __init__(self, targets: list[Target], registry=None, max_series: int = DEFAULT_MAX_SERIES,
-                 per_process: bool = False, version: str = ""):
+                 per_process: bool = False, version: str = "", per_container: bool = False,
+                 container_ttl: float = DEFAULT_CONTAINER_TTL, resolver=None, clock=time.monotonic):
         self.targets = list(targets)
         self.max_series = max_series
         self.per_process = per_process
+        self.per_container = per_container
+        self.container_ttl = container_ttl
+        self.resolver = resolver
+        self.clock = clock
+        self._gone_since: dict[str, float] = {}
+        self._retired: set[str] = set()  # containers no longer served
+        self._alive: dict[str, bool] = {}  # per scrape
+        self._last_entries: dict[tuple, dict] = {}  # metric -> map key -> (labels, value)
+        self._carried: dict[tuple, dict] = {}  # metric -> labels -> what evicted entries had
         self.version = version
         self.closed = False
         self._lock = threading.Lock()  # one scrape at a time: the state below is shared
@@ -104,12 +127,18 @@ class MapCollector:
     def collect(self):
         with self._lock:
             started = time.perf_counter()
+            self._alive = {}
             families = []
             for target in self.targets:
                 if target.table is None or self.closed:
                     continue
                 for metric in target.spec.metrics:
-                    family = self._family(target, metric)
+                    try:
+                        family = self._family(target, metric)
+                    except Exception:  # one unreadable metric must not fail the whole scrape
+                        key = (target.name, metric.map)
+                        self._read_errors[key] = self._read_errors.get(key, 0) + 1
+                        continue
                     if family is not None:
                         families.append(family)
             families += self._telemetry(time.perf_counter() - started)
@@ -132,6 +161,12 @@ class MapCollector:
         None (counted per decoder) when a decoder refuses."""
         out = []
         for label in labels:
+            if is_per_container(label):
+                served = self._container_labels(number(raw_label(key, value, label)))
+                if served is None:
+                    return None  # a container gone long enough: no longer served
+                out += served
+                continue
             try:
                 out += decode_labels(key, value, (label,))
             except (decoders.DecodeError, KeyError):
@@ -141,17 +176,62 @@ class MapCollector:
         return tuple(out)
 
     def _kept_labels(self, metric: Metric) -> tuple[Label, ...]:
-        return tuple(l for l in metric.labels if self.per_process or not is_per_process(l))
+        return tuple(l for l in metric.labels if (self.per_process or not is_per_process(l))
+                     and (self.per_container or not is_per_container(l)))
+
+    @staticmethod
+    def _names(labels: tuple[Label, ...]) -> list[str]:
+        return [n for l in labels for n in (CONTAINER_LABELS if is_per_container(l) else (l.name,))]
+
+    def _container_labels(self, cgroup_id: int) -> tuple[str, str, str] | None:
+        """(container, pod, namespace) of a cgroup id, or None once it is retired."""
+        if self.resolver is None:
+            from tracers.containers import Resolver
+            self.resolver = Resolver()
+        ident = self.resolver.identity(cgroup_id)
+        if ident is None:
+            return ("", "", "")  # the host (or a cgroup gone before it was ever seen)
+        short = ident.short
+        if short in self._retired:
+            return None
+        alive = self._alive.get(short)
+        if alive is None:
+            alive = self._alive[short] = self.resolver.alive(ident)
+        if alive:
+            self._gone_since.pop(short, None)
+        elif self.clock() - self._gone_since.setdefault(short, self.clock()) >= self.container_ttl:
+            self._retired.add(short)  # and its slots under --max-series are free again
+            for admitted in self._admitted.values():
+                admitted -= {lv for lv in admitted if short in lv}
+            return None
+        return (short, ident.pod or "", ident.namespace or "")
+
+    def _carry_evicted(self, mkey: tuple, entries: dict, series: dict) -> None:
+        """A per-container series sums several map entries (the host's
+        cgroups, a container's sub-cgroups): an entry evicted from an LRU map
+        (gone, or back with less) must not make it go backwards, so what it
+        had is carried into its series."""
+        carried = self._carried.setdefault(mkey, {})
+        for key, (lv, v) in self._last_entries.get(mkey, {}).items():
+            now = entries.get(key)
+            if (now is None or now[1] < v) and not self._retired.intersection(lv):
+                carried[lv] = carried.get(lv, 0) + v
+        self._last_entries[mkey] = entries
+        for lv in [lv for lv in carried if self._retired.intersection(lv)]:
+            del carried[lv]
+        for lv, v in carried.items():
+            series[lv] = series.get(lv, 0) + v
 
     def _family(self, target: Target, metric: Metric):
         items = self._read(target, metric.map)
         if items is None:
             return None
         labels = self._kept_labels(metric)
-        names = [l.name for l in labels]
+        names = self._names(labels)
         if metric.kind == "histogram":
             return self._histogram(target, metric, items, labels, names)
         series: dict[tuple, int] = {}
+        entries = {} if self.per_container and metric.kind == "counter" and len(names) > len(labels) else None
         for key, value in items:
             v = number(value, metric.value_field)
             if not v and metric.kind == "counter":
@@ -159,6 +239,10 @@ class MapCollector:
             lv = self._labels(target, metric, key, value, labels)
             if lv is not None:
                 series[lv] = series.get(lv, 0) + v
+                if entries is not None:
+                    entries[bytes(key) if isinstance(key, ctypes.Structure) else number(key)] = (lv, v)
+        if entries is not None:
+            self._carry_evicted((target.name, metric.name), entries, series)
         series = self._guard(target, metric, series, len(names), lambda a, b: a + b, abs)
         cls = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
         family = cls(metric_name(metric), metric.help, labels=names)
@@ -212,7 +296,7 @@ class MapCollector:
                 sums[lv] = sums.get(lv, 0) + number(value) * metric.multiplier
         admitted = self._admitted.get((target.name, metric.name))
         if admitted is not None and any(lv not in admitted for lv in sums):
-            other = (OTHER,) * len(labels)
+            other = (OTHER,) * len(self._names(labels))
             folded = {}
             for lv, s in sums.items():
                 dest = lv if lv in admitted else other
@@ -279,7 +363,8 @@ class MapCollector:
         yield limit
         yield self._counts(f"{NAMESPACE}_decoder_errors", "Map keys a decoder refused (skipped).",
                            ["tracer", "metric", "decoder"], self._decoder_errors, CounterMetricFamily)
-        yield self._counts(f"{NAMESPACE}_map_read_errors", "Map reads that failed.",
+        yield self._counts(f"{NAMESPACE}_map_read_errors", "Map reads (or their decoding) that failed: "
+                           "that metric is left out of the scrape, the rest is served.",
                            ["tracer", "map"], self._read_errors, CounterMetricFamily)
         yield self._counts(f"{NAMESPACE}_series_folded", "Label sets folded into the `other` "
                            "series by the max-series guard at this scrape.",

@@ -8,14 +8,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
-from urllib.parse import urlparse
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import MetricsHandler
+from prometheus_client import CollectorRegistry, ProcessCollector
 
-from exporters import program, webconfig
-from exporters.collector import DEFAULT_MAX_SERIES, NAMESPACE, MapCollector, Target, metric_name
+from exporters import httpserver, program, webconfig
+from exporters.collector import (DEFAULT_CONTAINER_TTL, DEFAULT_MAX_SERIES, NAMESPACE, MapCollector, Target,
+                                 metric_name)
 from tracers import __version__, options
 from tracers.options import OneLineParser
 from tracers.spec import TracerSpec, UsageError
@@ -31,7 +29,8 @@ EXAMPLES = (
 )
 TELEMETRY = {f"{NAMESPACE}_{n}" for n in (
     "program_attached", "events_dropped", "map_update_failures", "map_entries", "map_max_entries",
-    "decoder_errors", "map_read_errors", "series_folded", "scrape_duration_seconds", "build_info")}
+    "decoder_errors", "map_read_errors", "series_folded", "scrape_duration_seconds", "build_info",
+    "map_evictions")}
 
 
 @dataclass
@@ -75,6 +74,20 @@ def build_parser() -> OneLineParser:
                         help=f"series per metric before the rest fold into 'other' (default {DEFAULT_MAX_SERIES})")
     parser.add_argument("--per-process", action="store_true",
                         help="keep pid/comm labels (off by default: cardinality follows the workload)")
+    parser.add_argument("--per-container", action="store_true",
+                        help="container, pod and namespace labels on the metrics that carry a cgroup "
+                        "(one series per container and metric, bounded by --max-series)")
+    parser.add_argument("--container-ttl", type=options.positive_float, metavar="SECONDS",
+                        default=DEFAULT_CONTAINER_TTL, help="serve a gone container's series this long "
+                        f"(default {DEFAULT_CONTAINER_TTL:g})")
+    parser.add_argument("--max-connections", type=options.positive_int, metavar="N",
+                        default=httpserver.DEFAULT_MAX_CONNECTIONS,
+                        help="HTTP connections at once; when full, the longest-waiting client "
+                        f"without a complete request is cut (default {httpserver.DEFAULT_MAX_CONNECTIONS})")
+    parser.add_argument("--read-timeout", type=options.positive_float, metavar="SECONDS",
+                        default=httpserver.DEFAULT_READ_TIMEOUT,
+                        help="time a client has to send its request, TLS handshake included "
+                        f"(default {httpserver.DEFAULT_READ_TIMEOUT:g})")
     return parser
 
 
@@ -104,7 +117,7 @@ def builtin_job(tracer_class) -> Job:
                             f"({exc}); run it as `bpfwatch {spec.name}` instead") from None
     job = Job(setup.spec, dict(setup.defines), set(setup.skip), setup.attachers)
     job.defines.update(spec.exporter_defines)
-    job.skip.update(spec.exporter_skip)
+    job.skip.update(spec.cli_only_hooks())
     return job
 
 
@@ -158,12 +171,11 @@ def open_target(stack: contextlib.ExitStack, job: Job, strict: bool) -> Target:
             raise
         print(f"{PROG}: {exc}: not attached", file=sys.stderr, flush=True)
         return Target(job.spec, why=str(exc))
-    for m in job.spec.metrics:
-        for name in filter(None, (m.map, m.sum_map)):
-            try:
-                session.bpf[name]
-            except KeyError:
-                raise LoadError(f"{job.spec.name}: metric {m.name}: the program has no map {name!r}") from None
+    problem = program.check_maps(job.spec, session.bpf.__getitem__)
+    if problem is not None:  # else every scrape of that metric would fail
+        where, why = problem
+        origin = job.origin if job.origin != "tracer" else job.spec.name
+        raise LoadError(program.one_line(f"{origin}: {where}: {why}"))
     return Target.from_session(session)
 
 
@@ -182,44 +194,14 @@ def describe(targets: list[Target], collector: MapCollector) -> str:
     return "\n".join(lines)
 
 
-class Handler(MetricsHandler):
-    web: webconfig.WebConfig = webconfig.WebConfig()
-
-    def do_GET(self) -> None:
-        if not self.web.authorized(self.headers.get("Authorization")):
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="bpfwatch"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path = urlparse(self.path).path
-        if path == "/metrics":
-            super().do_GET()
-            return
-        body = b'<html><body><a href="/metrics">bpfwatch metrics</a></body></html>\n' if path == "/" else b""
-        self.send_response(200 if path == "/" else 404)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-def make_server(host: str, port: int, registry, web: webconfig.WebConfig) -> Server:
-    from tracers.runtime import BpfwatchError
-    Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    handler = type("BoundHandler", (Handler,), {"registry": registry, "web": web})
-    try:
-        server = Server((host, port), handler)
-    except OSError as exc:
-        raise BpfwatchError(f"cannot listen on {host or '*'}:{port}: {exc.strerror}") from None
-    context = web.ssl_context()
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    return server
+def health(targets: list[Target], collector: MapCollector) -> tuple[bool, str]:
+    """/healthz: healthy when every requested tracer and program is attached."""
+    if collector.closed:
+        return False, "shutting down"
+    missing = [f"{t.name}: not attached: {t.why}" for t in targets if t.table is None]
+    if missing:
+        return False, "\n".join(missing)
+    return True, f"ok: {len(targets)} attached"
 
 
 def announce(args, targets, server, tls: bool) -> None:
@@ -235,18 +217,25 @@ def run(args) -> int:
     from tracers import runtime
     runtime.require_root()
     web = webconfig.load(args.web_config) if args.web_config else webconfig.WebConfig()
+    log = httpserver.QuietLog(PROG)
     probe = runtime.get_probe()
     jobs, notes = plan_jobs(args, probe)
+    for job in jobs if args.per_container else ():
+        job.defines["CGROUP_LABELS"] = 1  # metric maps keyed by cgroup (bpfwatch_label_cgroup)
     for note in notes:
         print(f"{PROG}: {note}", file=sys.stderr)
     registry = CollectorRegistry(auto_describe=True)  # names known: /metrics?name[]=... works
     with runtime.stop_on_signals(), contextlib.ExitStack() as stack:
-        server = None if args.check else make_server(*args.listen, registry, web)
+        server = None if args.check else httpserver.make_server(
+            *args.listen, registry, web, log=log, max_connections=args.max_connections,
+            read_timeout=args.read_timeout, health=lambda: health(targets, collector))
         if server is not None:
             stack.callback(server.server_close)
         targets = [open_target(stack, job, args.strict) for job in jobs]
         collector = MapCollector(targets, registry=registry, max_series=args.max_series,
-                                 per_process=args.per_process, version=__version__)
+                                 per_process=args.per_process, version=__version__,
+                                 per_container=args.per_container, container_ttl=args.container_ttl)
+        ProcessCollector(registry=registry)  # process_*: ours, never the global registry
         if args.check:
             print(describe(targets, collector))
             return 0

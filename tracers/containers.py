@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import time
 from dataclasses import asdict, dataclass, replace
 
 CGROUP2 = "cgroup2"
+O_PATH = getattr(os, "O_PATH", 0o10000000)
 HEX_ID = r"[0-9a-f]{64}"
 # Kubernetes pod UIDs; systemd slices spell their dashes as underscores.
 POD_UID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
@@ -169,6 +171,7 @@ class Resolver:
     def __init__(self, root: str | None = None, pods_dir: str = "/var/log/pods",
                  min_walk_s: float = 1.0, clock=time.monotonic):
         self.root = root if root is not None else cgroup2_mount()
+        self.by_handle = root is None and self.root is not None  # a test's tree: only the walk
         self.pods_dir = pods_dir
         self.min_walk_s = min_walk_s
         self.clock = clock
@@ -207,11 +210,22 @@ class Resolver:
                 stack.append((entry.path, path))
 
     def path(self, cgroup_id: int) -> str | None:
-        found = self.paths.get(cgroup_id)
+        found = self.paths.get(cgroup_id) or self._by_handle(cgroup_id)
         if found is None and self.clock() - self._walked >= self.min_walk_s:
             self.walk()
             found = self.paths.get(cgroup_id)
         return found
+
+    def _by_handle(self, cgroup_id: int) -> str | None:
+        """One cgroup by id, as systemd and bpftool do: open_by_handle_at()
+        with a kernfs file handle (needs CAP_DAC_READ_SEARCH; else None and
+        the walk finds it)."""
+        if not self.by_handle:
+            return None
+        path = _open_by_cgroup_id(self.root, cgroup_id)
+        if path is not None:
+            self.paths[cgroup_id] = path
+        return path
 
     def identity(self, cgroup_id: int | None) -> Identity | None:
         """The container of a cgroup id, or None (the host, or unknown)."""
@@ -266,6 +280,33 @@ class Resolver:
             raise CgroupError(f"container id prefix {prefix!r} is ambiguous: {len(matches)} "
                               f"containers match ({shown}); give more characters")
         return next(iter(matches.values()))
+
+
+FILEID_KERNFS = 0xFE
+
+
+def _open_by_cgroup_id(root: str, cgroup_id: int) -> str | None:
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        handle = struct.pack("=Ii", 8, FILEID_KERNFS) + struct.pack("=Q", cgroup_id)
+        buf = ctypes.create_string_buffer(handle, len(handle))
+        mount_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fd = libc.open_by_handle_at(mount_fd, buf, os.O_RDONLY | O_PATH)
+        if fd < 0:
+            return None  # gone (ESTALE) or not allowed (EPERM)
+        try:
+            full = os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    finally:
+        os.close(mount_fd)
+    if not _under(full, root):
+        return None
+    return "/" if full == root else "/" + os.path.relpath(full, root)
 
 
 def record_fields(resolver: Resolver, cgroup_id: int | None) -> dict:

@@ -82,6 +82,9 @@ def _by_table(name: str, table: dict[int, str], unknown: str) -> Callable[..., s
 
 
 integer = _by_table("int", {}, "")  # spec.Label's default: the plain number
+# A cgroup v2 id (bpf_get_current_cgroup_id()): the number; the exporter's
+# --per-container turns such a label into container/pod/namespace.
+cgroup = _by_table("cgroup", {}, "")
 
 
 # --- addresses and ports ----------------------------------------------------

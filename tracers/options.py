@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import NamedTuple
 
 from tracers.spec import Tracer
 
@@ -53,6 +54,30 @@ def comm_name(text: str) -> str:
     return text
 
 
+class CgroupFilter(NamedTuple):
+    """--cgroup/--container resolved at start: the directory the kernel
+    matches against (it and everything below it) and its cgroup id."""
+    path: str
+    id: int
+
+
+def cgroup_filter(text: str) -> CgroupFilter:
+    from tracers import containers
+    try:
+        return CgroupFilter(*containers.cgroup_dir(text))
+    except containers.CgroupError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def container_filter(text: str) -> CgroupFilter:
+    from tracers import containers
+    try:
+        ident = containers.Resolver().find(text)
+        return CgroupFilter(*containers.cgroup_dir(ident.cgroup))
+    except containers.CgroupError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser(tracer: Tracer) -> OneLineParser:
     """The shared options, the tracer's positionals and [interval [count]], then its own options."""
     spec = tracer.spec
@@ -68,6 +93,19 @@ def build_parser(tracer: Tracer) -> OneLineParser:
                                              "process is current")
         parser.add_argument("-p", "--pid", type=refuse, help=argparse.SUPPRESS)
         parser.add_argument("--comm", type=refuse, help=argparse.SUPPRESS)
+    if tracer.process_filters:  # like -p: the task whose cgroup is checked must be current
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--cgroup", dest="cgroup_filter", type=cgroup_filter, metavar="PATH",
+                           help="only tasks in this cgroup v2 directory or below it")
+        where.add_argument("--container", dest="cgroup_filter", type=container_filter, metavar="ID",
+                           help="only tasks of the running container whose id starts with ID")
+    else:
+        for flag in ("--cgroup", "--container"):
+            parser.add_argument(flag, dest="cgroup_filter", help=argparse.SUPPRESS,
+                                type=parser._option_string_actions["--comm"].type)  # refused alike
+    if spec.events_map:
+        parser.add_argument("--containers", action="store_true",
+                            help="a CONTAINER column: the short id (JSON always has cgroup_id, container)")
     parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",
                         help="stop after this many seconds (exit 0)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -90,6 +128,8 @@ def build_parser(tracer: Tracer) -> OneLineParser:
 
 def common_defines(args) -> dict[str, int]:
     defines = {}
+    if getattr(args, "cgroup_filter", None):
+        defines["FILTER_CGROUP"] = args.cgroup_filter.id
     if args.pid:
         defines["FILTER_PID"] = args.pid
     if args.comm:

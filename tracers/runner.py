@@ -23,9 +23,11 @@ def announce(session, what: str) -> None:
           file=sys.stderr, flush=True)
 
 
-def stream_events(session, args, what: str, header: str, to_record, format_line) -> int:
+def stream_events(session, args, what: str, header: str, to_record, format_line,
+                  summary=None) -> int:
     """Print each ring buffer event (text or JSON) until -d, Ctrl-C or SIGTERM;
-    then report what the kernel could not deliver (stderr and a JSON summary)."""
+    then report what the kernel could not deliver (stderr and a JSON summary).
+    summary() -> dict: the tracer's own fields of the JSON summary."""
     boot_offset = time.time() - time.monotonic()  # ktime is CLOCK_MONOTONIC
     seen = 0
     resolver = containers.Resolver()
@@ -60,7 +62,7 @@ def stream_events(session, args, what: str, header: str, to_record, format_line)
             print(f"bpfwatch {session.spec.name}: {stats['map_update_failures']} map updates "
                   "failed (map full): some events were not seen", file=sys.stderr)
         if args.json:
-            emit({"summary": {"events": seen, **stats}})
+            emit({"summary": {"events": seen, **stats, **(summary() if summary else {})}})
     return 0
 
 

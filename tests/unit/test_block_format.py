@@ -96,16 +96,16 @@ def test_plain_histogram_has_no_heading():
 
 class Event(ctypes.Structure):  # struct bio_event in bpf_c/block.bpf.c
     _fields_ = [("ts", ctypes.c_uint64), ("sector", ctypes.c_uint64), ("latency_ns", ctypes.c_uint64),
-                ("queue_ns", ctypes.c_uint64), ("dev", ctypes.c_uint32), ("pid", ctypes.c_uint32),
+                ("queue_ns", ctypes.c_uint64), ("cgroup_id", ctypes.c_uint64), ("dev", ctypes.c_uint32), ("pid", ctypes.c_uint32),
                 ("bytes", ctypes.c_uint32), ("error", ctypes.c_int32), ("comm", ctypes.c_char * 16),
                 ("rwbs", ctypes.c_char * 8)]
 
 
 def test_biosnoop_record_and_line():
     e = Event(ts=1_000_000_000, sector=800, latency_ns=1_234_567, queue_ns=5_000, dev=259 << 20 | 999,
-              pid=7, bytes=4096, error=-5, comm=b"dd", rwbs=b"WS")
+              pid=7, bytes=4096, error=-5, comm=b"dd", rwbs=b"WS", cgroup_id=77)
     rec = biosnoop.to_record(e, 10.0)
-    assert rec == {"time": 11.0, "pid": 7, "comm": "dd", "disk": "259:999", "rwbs": "WS", "sector": 800,
+    assert rec == {"time": 11.0, "pid": 7, "comm": "dd", "cgroup_id": 77, "disk": "259:999", "rwbs": "WS", "sector": 800,
                    "bytes": 4096, "latency_ms": 1.235, "queue_ms": 0.005, "error": "EIO"}
     line = biosnoop.format_line(rec, queued=True)
     assert line.endswith("dd               7       259:999   WS             800     4096    0.005    1.235  EIO")

@@ -170,3 +170,13 @@ def test_cgroup_dir_accepts_cgroup_paths_and_refuses_others(tmp_path):
 
 def test_identity_is_hashable_for_label_caches():
     assert len({Identity(ID, "docker", "/x"), Identity(ID, "docker", "/x")}) == 1
+
+
+def test_options_pass_the_cgroup_id_and_only_event_tracers_get_the_column():
+    from tracers import options
+    from tracers.tools import execsnoop, syscount
+    args = options.build_parser(execsnoop.TRACER()).parse_args([])
+    assert args.containers is False and args.cgroup_filter is None
+    args.cgroup_filter = options.CgroupFilter("/sys/fs/cgroup/x", 4242)
+    assert options.common_defines(args)["FILTER_CGROUP"] == 4242
+    assert not hasattr(options.build_parser(syscount.TRACER()).parse_args([]), "containers")

@@ -22,6 +22,7 @@ MAPPED = socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1")
 # (decoder, args, expected) -- every registered decoder must appear here.
 CASES = [
     ("int", (42,), "42"),
+    ("cgroup", (ctypes.c_uint64(4242),), "4242"),
     ("int", (-3,), "-3"),
     ("int", (ctypes.c_uint64(2**64 - 1),), "18446744073709551615"),
     ("inet4", (host_int(LOOPBACK4),), "127.0.0.1"),

@@ -55,7 +55,8 @@ def test_bad_prefix(bad, words):
 
 
 class Event(ctypes.Structure):  # struct open_event in bpf_c/opensnoop.bpf.c
-    _fields_ = [("ts", ctypes.c_uint64), ("flags", ctypes.c_uint64), ("pid", ctypes.c_uint32),
+    _fields_ = [("ts", ctypes.c_uint64), ("flags", ctypes.c_uint64), ("cgroup_id", ctypes.c_uint64),
+                ("pid", ctypes.c_uint32),
                 ("tid", ctypes.c_uint32), ("ret", ctypes.c_int32), ("uid", ctypes.c_uint32),
                 ("call", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("comm", ctypes.c_char * 16),
                 ("path", ctypes.c_char * opensnoop.PATH_LEN)]
@@ -63,9 +64,9 @@ class Event(ctypes.Structure):  # struct open_event in bpf_c/opensnoop.bpf.c
 
 def test_record_of_a_failed_open_with_a_hostile_path():
     e = Event(ts=2_000_000_000, flags=0o2000000, pid=42, tid=43, ret=-2, uid=1000, call=3,
-              comm=b"cat", path=b"/tmp/a\nb\x1b[31m\xff")
+              comm=b"cat", path=b"/tmp/a\nb\x1b[31m\xff", cgroup_id=5)
     rec = opensnoop.to_record(e, boot_offset=100.0)
-    assert rec == {"time": 102.0, "pid": 42, "tid": 43, "uid": 1000, "comm": "cat", "call": "openat2",
+    assert rec == {"time": 102.0, "pid": 42, "tid": 43, "uid": 1000, "cgroup_id": 5, "comm": "cat", "call": "openat2",
                    "flags": 0o2000000, "flags_text": "O_RDONLY|O_CLOEXEC",
                    "path": "/tmp/a\ufffdb\ufffd[31m\ufffd", "ret": -2, "error": "ENOENT"}
     line = opensnoop.format_line(rec)

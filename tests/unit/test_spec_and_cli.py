@@ -71,7 +71,8 @@ def test_syscount_options_to_defines():
 
 
 class FakeExec(ctypes.Structure):
-    _fields_ = [("ts", ctypes.c_uint64), ("pid", ctypes.c_uint32), ("ppid", ctypes.c_uint32),
+    _fields_ = [("ts", ctypes.c_uint64), ("cgroup_id", ctypes.c_uint64), ("pid", ctypes.c_uint32),
+                ("ppid", ctypes.c_uint32),
                 ("uid", ctypes.c_uint32), ("retval", ctypes.c_int32), ("argc", ctypes.c_uint32),
                 ("args_truncated", ctypes.c_uint32), ("comm", ctypes.c_char * 16),
                 ("filename", ctypes.c_char * 256), ("argv", ctypes.c_char * (20 * 128))]

@@ -22,16 +22,17 @@ REQUEST_FIELDS = {
 def alternatives(needs: tuple[str, ...] = ()) -> tuple[Alternative, ...]:
     return (
         # The tracepoints carry dev, sector, bytes and rwbs: no struct reads.
+        # Insert is for -Q (queue time) and the issuer: the CLI's.
         Alternative("tracepoint", (
-            Hook("tracepoint", "block:block_rq_insert", "on_insert", optional=True),
+            Hook("tracepoint", "block:block_rq_insert", "on_insert", optional=True, cli_only=True),
             Hook("tracepoint", "block:block_rq_issue", "on_issue"),
             Hook("tracepoint", "block:block_rq_complete", "on_complete"),
         ), define="HOOK_TRACEPOINT", needs=needs),
         # blk_update_request is where block_rq_complete fires; the insert
         # function changed name in 6.5, so both are tried.
         Alternative("kprobe", (
-            Hook("kprobe", "blk_mq_insert_request", "on_insert", optional=True),
-            Hook("kprobe", "blk_mq_sched_insert_request", "on_insert", optional=True),
+            Hook("kprobe", "blk_mq_insert_request", "on_insert", optional=True, cli_only=True),
+            Hook("kprobe", "blk_mq_sched_insert_request", "on_insert", optional=True, cli_only=True),
             Hook("kprobe", "blk_mq_start_request", "on_issue"),
             Hook("kprobe", "blk_update_request", "on_complete"),
         ), define="HOOK_KPROBE", btf_fields=REQUEST_FIELDS, needs=needs),
@@ -71,7 +72,8 @@ def defines(args, prog: str) -> dict[str, int]:
 
 def skip_hooks(args, needs_issuer: bool) -> set[str]:
     # Insert only matters for queue time and for naming the issuer.
-    return set() if (args.queued or needs_issuer or args.pid or args.comm) else {"on_insert"}
+    issuer_filter = args.pid or args.comm or getattr(args, "cgroup_filter", None)
+    return set() if (args.queued or needs_issuer or issuer_filter) else {"on_insert"}
 
 
 def drop_warning(session, prog: str) -> str | None:

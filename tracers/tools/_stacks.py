@@ -5,7 +5,7 @@ import sys
 import time
 from dataclasses import replace
 
-from tracers import decoders, runner
+from tracers import containers, decoders, runner
 from tracers.output import flamegraph
 from tracers.output.files import open_output
 
@@ -27,6 +27,8 @@ def add_stack_arguments(parser, threads: bool) -> None:
     which.add_argument("-U", "--user-stacks-only", action="store_true", help="user stacks only")
     which.add_argument("-K", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
     parser.add_argument("--svg", metavar="FILE", help="also write a flame graph SVG to FILE")
+    parser.add_argument("--containers", action="store_true",
+                        help="the container's short id as the first frame (JSON always has it)")
 
 
 def with_task_flags(alternatives):
@@ -69,18 +71,20 @@ def wait_done(args) -> None:
 
 
 def stack_rows(session, map_name: str, scale: float = 1.0) -> tuple[list[dict], int]:
-    """Symbolised rows of a (tgid, user_stack, kernel_stack, comm) -> value map,
-    biggest first, and how many stacks were missing."""
+    """Symbolised rows of a (cgroup_id, tgid, user_stack, kernel_stack, comm) -> value
+    map, biggest first, and how many stacks were missing."""
     from tracers.runtime.stacks import Symbolizer
     sym = Symbolizer(session.bpf)
+    resolver = containers.Resolver()
     merged: dict[tuple, dict] = {}
     for key, value in session.bpf[map_name].items():
         comm = decoders.comm(decoders.raw_field(key, "comm"))
         user = sym.user(key.user_stack, key.tgid) if key.user_stack != -1 else []
         kernel = sym.kernel(key.kernel_stack) if key.kernel_stack != -1 else []
-        ident = (key.tgid, comm, tuple(user), tuple(kernel))  # ids differ, names may not
-        row = merged.setdefault(ident, {"pid": key.tgid, "comm": comm, "user_stack": user,
-                                        "kernel_stack": kernel, "value": 0})
+        ident = (key.tgid, key.cgroup_id, comm, tuple(user), tuple(kernel))  # ids differ, names may not
+        row = merged.setdefault(ident, {"pid": key.tgid, "comm": comm,
+                                        **containers.record_fields(resolver, key.cgroup_id),
+                                        "user_stack": user, "kernel_stack": kernel, "value": 0})
         row["value"] += value.value
     rows = list(merged.values())
     for row in rows:
@@ -90,8 +94,9 @@ def stack_rows(session, map_name: str, scale: float = 1.0) -> tuple[list[dict], 
     return rows, sym.missing
 
 
-def frames(row: dict) -> list[str]:
-    return [row["comm"], *row["user_stack"], *row["kernel_stack"]]
+def frames(row: dict, with_container: bool = False) -> list[str]:
+    where = [row["container"]["id"][:12] if row["container"] else "host"] if with_container else []
+    return [*where, row["comm"], *row["user_stack"], *row["kernel_stack"]]
 
 
 def report(session, args, rows: list[dict], missing: int, unit: str, title: str, svg=None) -> None:
@@ -102,7 +107,7 @@ def report(session, args, rows: list[dict], missing: int, unit: str, title: str,
     else:  # processes with the same comm and stacks share a folded line
         folded: dict[str, int] = {}
         for row in rows:
-            line = flamegraph.folded_line(frames(row), 0).rsplit(" ", 1)[0]
+            line = flamegraph.folded_line(frames(row, args.containers), 0).rsplit(" ", 1)[0]
             folded[line] = folded.get(line, 0) + row["value"]
         for line, value in sorted(folded.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"{line} {value}")
@@ -115,6 +120,7 @@ def report(session, args, rows: list[dict], missing: int, unit: str, title: str,
               "(maps full?)", file=sys.stderr)
     if svg is not None:
         with svg:
-            svg.write(flamegraph.render_svg([(frames(r), r["value"]) for r in rows], title=title, unit=unit))
+            svg.write(flamegraph.render_svg([(frames(r, args.containers), r["value"]) for r in rows],
+                                            title=title, unit=unit))
         print(f"bpfwatch {session.spec.name}: flame graph written to {args.svg}", file=sys.stderr)
     sys.stdout.flush()

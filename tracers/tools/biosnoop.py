@@ -31,6 +31,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "comm": decoders.comm(decoders.raw_field(event, "comm")),
+        "cgroup_id": event.cgroup_id,
         "disk": decoders.disk_name(event.dev),
         "rwbs": decoders.text(decoders.raw_field(event, "rwbs"), limit=8),
         "sector": event.sector,

@@ -6,8 +6,8 @@ import time
 from tracers import decoders, options, runner
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 
-MAX_ARGS = 20  # argv entries kept per exec; keep in step with the C default
-ARG_LEN = 128  # bytes kept per argument, NUL included (C: ARG_LEN)
+MAX_ARGS = 20  # argv entries kept per exec, by default
+ARG_LEN = 128  # bytes kept per argument, NUL included: passed to the C
 TASK_FIELDS = {"OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
                "OFF_TASK_TGID": ("task_struct", "tgid")}
 
@@ -17,27 +17,29 @@ SPEC = TracerSpec(
     c_file="execsnoop.bpf.c",
     alternatives=(
         Alternative("tracepoint", (
-            Hook("tracepoint", "syscalls:sys_enter_execve", "on_execve_enter"),
+            Hook("tracepoint", "syscalls:sys_enter_execve", "on_execve_enter", cli_only=True),
             Hook("tracepoint", "syscalls:sys_exit_execve", "on_execve_exit"),
-            Hook("tracepoint", "syscalls:sys_enter_execveat", "on_execveat_enter", optional=True),
+            Hook("tracepoint", "syscalls:sys_enter_execveat", "on_execveat_enter", optional=True,
+                 cli_only=True),
             Hook("tracepoint", "syscalls:sys_exit_execveat", "on_execveat_exit", optional=True),
-            Hook("tracepoint", "sched:sched_process_exec", "on_exec", optional=True),
+            Hook("tracepoint", "sched:sched_process_exec", "on_exec", optional=True, cli_only=True),
         ), define="HOOK_TRACEPOINT", btf_fields=TASK_FIELDS, needs=("ringbuf",)),
         Alternative("kprobe", (
-            Hook("kprobe", "syscall:execve", "on_execve_enter"),
+            Hook("kprobe", "syscall:execve", "on_execve_enter", cli_only=True),
             Hook("kretprobe", "syscall:execve", "on_execve_exit"),
-            Hook("tracepoint", "sched:sched_process_exec", "on_exec", optional=True),
+            Hook("tracepoint", "sched:sched_process_exec", "on_exec", optional=True, cli_only=True),
         ), define="HOOK_KPROBE", btf_fields=TASK_FIELDS, needs=("ringbuf",)),
     ),
     events_map="events",
-    # The exporter counts execs in the kernel instead of streaming them.
+    # The exporter counts execs in the kernel instead of streaming them: its
+    # program has only the exit entry points (the cli_only hooks are the stream's).
     metrics=(
-        Metric("execs_total", "exec() calls completed, successful or not.", map="execs"),
+        Metric("execs_total", "exec() calls completed, successful or not.", map="execs",
+               labels=(Label("container", "", "cgroup"),)),
         Metric("exec_failures_total", "Failed exec() calls, by errno.", map="exec_errors",
-               labels=(Label("errno", "", "errno_name"),)),
+               labels=(Label("errno", "err", "errno_name"), Label("container", "cgroup_id", "cgroup"))),
     ),
-    exporter_defines={"EXPORTER_COUNTS": 1},
-    exporter_skip=("on_execve_enter", "on_execveat_enter", "on_exec"),
+    exporter_defines={"COUNT_ONLY": 1},
     exporter_default=True,
     examples=(
         "bpfwatch execsnoop                 # every exec, as it happens",
@@ -60,6 +62,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "ppid": event.ppid,
+        "cgroup_id": event.cgroup_id,
         "uid": event.uid,
         "comm": decoders.comm(bytes(event.comm)),
         "filename": decoders.text(bytes(event.filename)),
@@ -88,7 +91,7 @@ class Execsnoop(Tracer):
     def defines(self, args) -> dict[str, int]:
         if args.max_args > 60:
             raise UsageError("--max-args is at most 60")
-        out = {"MAX_ARGS": args.max_args}
+        out = {"MAX_ARGS": args.max_args, "ARG_LEN": ARG_LEN}
         if args.failed:
             out["FAILED_ONLY"] = 1
         return out

@@ -100,6 +100,7 @@ def to_record(event, boot_offset: float) -> dict:
         "pid": event.pid,
         "tid": event.tid,
         "uid": event.uid,
+        "cgroup_id": event.cgroup_id,
         "comm": decoders.comm(decoders.raw_field(event, "comm")),
         "call": CALLS.get(event.call, str(event.call)),
         "flags": event.flags,

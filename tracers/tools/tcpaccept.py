@@ -25,7 +25,7 @@ SPEC = TracerSpec(
             needs=("ringbuf",)),
     ),
     events_map="events",
-    exporter_defines={"COUNT_MODE": 1},
+    exporter_defines={"COUNT_ONLY": 1},
     examples=(
         "bpfwatch tcpaccept                   # every accepted connection",
         "bpfwatch tcpaccept -c -d 30          # count per service and client for 30 s",
@@ -43,6 +43,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "comm": decoders.comm(bytes(event.comm)),
+        "cgroup_id": event.cgroup_id,
         **_tcp.tuple_record(event),
     }
 
@@ -72,7 +73,7 @@ class TcpAccept(Tracer):
     def defines(self, args) -> dict[str, int]:
         out = _tcp.filter_defines(args, "tcpaccept")
         if args.count:
-            out["COUNT_MODE"] = 1
+            out["COUNT_ONLY"] = 1
         return out
 
     def run(self, session, args) -> int:

@@ -24,7 +24,7 @@ SPEC = TracerSpec(
             needs=("ringbuf",)),
     ),
     events_map="events",
-    exporter_defines={"COUNT_MODE": 1},
+    exporter_defines={"COUNT_ONLY": 1},
     examples=(
         "bpfwatch tcpconnect                  # every connect() as it resolves",
         "bpfwatch tcpconnect -c -d 30         # count per destination for 30 s",
@@ -48,6 +48,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "comm": decoders.comm(bytes(event.comm)),
+        "cgroup_id": event.cgroup_id,
         **_tcp.tuple_record(event),
         "latency_us": event.latency_ns // 1000,
         "result": result(event),
@@ -80,7 +81,7 @@ class TcpConnect(Tracer):
     def defines(self, args) -> dict[str, int]:
         out = _tcp.filter_defines(args, "tcpconnect")
         if args.count:
-            out["COUNT_MODE"] = 1
+            out["COUNT_ONLY"] = 1
         return out
 
     def run(self, session, args) -> int:

@@ -40,7 +40,7 @@ SPEC = TracerSpec(
                multiplier=1e-6, sum_map="life_us_sum"),
     ),
     events_map="events",
-    exporter_defines={"EMIT_EVENTS": 0},
+    exporter_defines={"COUNT_ONLY": 1},
     examples=(
         "bpfwatch tcplife                      # every connection as it closes",
         "bpfwatch tcplife --json -d 10         # JSON lines for 10 seconds",
@@ -59,6 +59,7 @@ def to_record(event, boot_offset: float) -> dict:
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "comm": decoders.comm(bytes(event.comm)),
+        "cgroup_id": event.cgroup_id,
         **_tcp.tuple_record(event),
         "bytes_sent": event.bytes_sent,
         "bytes_received": event.bytes_received,
@@ -85,7 +86,7 @@ class TcpLife(Tracer):
         parser.add_argument("--us", action="store_true", help="durations in microseconds, not ms")
 
     def defines(self, args) -> dict[str, int]:
-        return {"EMIT_EVENTS": 1, **_tcp.filter_defines(args, "tcplife")}
+        return _tcp.filter_defines(args, "tcplife")
 
     def run(self, session, args) -> int:
         _tcp.seed_listeners(session)  # owners of listeners older than the trace
