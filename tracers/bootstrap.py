@@ -34,6 +34,7 @@ TEST_PACKAGES = [
     # the VM tier boots the stock kernel with its matching headers
     # (tests/vm/vmrun.py) from a busybox initramfs
     "linux-headers-amd64", "busybox-static",
+    "runc",  # real containers for tests/kernel/test_containers.py (busybox-static rootfs)
 ]
 PIP_EXTRAS: list[str] = []
 
