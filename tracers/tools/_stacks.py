@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 
 from tracers import containers, decoders, runner
+from tracers.mapdata import number
 from tracers.output import flamegraph
 from tracers.output.files import open_output
 
@@ -77,7 +78,7 @@ def stack_rows(session, map_name: str, scale: float = 1.0) -> tuple[list[dict], 
     sym = Symbolizer(session.bpf)
     resolver = containers.Resolver()
     merged: dict[tuple, dict] = {}
-    for key, value in session.bpf[map_name].items():
+    for key, value in session.read_map(map_name):  # batched
         comm = decoders.comm(decoders.raw_field(key, "comm"))
         user = sym.user(key.user_stack, key.tgid) if key.user_stack != -1 else []
         kernel = sym.kernel(key.kernel_stack) if key.kernel_stack != -1 else []
@@ -85,7 +86,7 @@ def stack_rows(session, map_name: str, scale: float = 1.0) -> tuple[list[dict], 
         row = merged.setdefault(ident, {"pid": key.tgid, "comm": comm,
                                         **containers.record_fields(resolver, key.cgroup_id),
                                         "user_stack": user, "kernel_stack": kernel, "value": 0})
-        row["value"] += value.value
+        row["value"] += number(value)
     rows = list(merged.values())
     for row in rows:
         row["value"] = int(row["value"] * scale)
