@@ -58,7 +58,7 @@
 #endif
 
 #define PATH_LEN 256
-#define ARGS_LEN 256  // raw argv area kept per exec alert (NUL-separated)
+#define ARGS_LEN 256  // raw argv area per exec alert (NUL-separated), 255 bytes used
 #define X86_O_CREAT 00000100
 #define X86_O_TRUNC 00001000
 
@@ -220,6 +220,16 @@ static __always_inline int is_write(u32 flags)
     return (flags & 3) || (flags & (X86_O_CREAT | X86_O_TRUNC));
 }
 
+// Unused port slots repeat the first port: no zero slot can match port 0.
+static __always_inline int port_listed(struct rule *r, u16 port)
+{
+    for (int i = 0; i < GUARD_PORTS; i++) {
+        if (r->ports[i] == port)
+            return 1;
+    }
+    return 0;
+}
+
 static __always_inline int conditions_hold(struct rule *r, u32 index, struct alert *a)
 {
     if (a->uid < r->uid_min || a->uid > r->uid_max)
@@ -239,14 +249,8 @@ static __always_inline int conditions_hold(struct rule *r, u32 index, struct ale
         return 0;
     if (r->access == ACCESS_READ && is_write(a->flags))
         return 0;
-    if (conds & COND_PORTS) {
-        int hit = 0;
-#pragma unroll
-        for (int i = 0; i < GUARD_PORTS; i++)
-            hit |= r->ports[i] && r->ports[i] == a->port;
-        if (!hit)
-            return 0;
-    }
+    if (conds & COND_PORTS)
+        return port_listed(r, a->port);
     return 1;
 }
 
@@ -272,8 +276,14 @@ static __always_inline void fire(struct rule *r, u32 index, struct alert *a)
 }
 
 // Every candidate rule of `kind` (bits of mask) whose conditions hold fires.
-static __always_inline void match(u32 kind, u32 mask, struct alert *a)
+// `mask` is ANDed with the kind's -D mask at each call: the verifier then
+// knows which bits can be set and explores only that many iterations.
+static __always_inline void match(u32 kind, u32 mask)
 {
+    u32 zero = 0;
+    struct alert *a = scratch.lookup(&zero);
+    if (!a)
+        return;
     for (u32 i = 0; i < GUARD_RULES_PER_KIND; i++) {
         if (!(mask >> i))
             break;
@@ -349,43 +359,54 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
     bpf_probe_read_kernel(&mm, sizeof(mm), task + OFF_TASK_MM);
     bpf_probe_read_kernel(&start, sizeof(start), mm + OFF_MM_ARG_START);
     bpf_probe_read_kernel(&end, sizeof(end), mm + OFF_MM_ARG_END);
-    u32 n = end > start ? end - start : 0;
-    if (n > ARGS_LEN)
-        n = ARGS_LEN;
-    if (n && !bpf_probe_read_user(a->args, n & (2 * ARGS_LEN - 1), (void *)start))
+    u64 n = end > start ? end - start : 0;
+    if (n > ARGS_LEN - 1)
+        n = ARGS_LEN - 1;
+    n &= ARGS_LEN - 1;  // the verifier wants the bound as a mask
+    if (n && !bpf_probe_read_user(a->args, n, (void *)start))
         a->args_len = n;
-    match(KIND_EXEC, exec_mask, a);
-    match(KIND_FILELESS_EXEC, fileless_mask, a);
+    match(KIND_EXEC, exec_mask & GUARD_MASK_EXEC);
+    match(KIND_FILELESS_EXEC, fileless_mask & GUARD_MASK_FILELESS_EXEC);
     return 0;
 }
 
 // ---- open: the path at entry; if it is not paged in yet, again at exit
+// The first '/' in p[from .. from+12), or 0: a pid, "self" or "thread-self" fits.
+static __always_inline u32 slash_after(const char *p, u32 from)
+{
+    for (u32 i = 0; i < 12; i++) {
+        u32 k = from + i;
+        if (k >= GUARD_PATH_KEY_LEN)
+            return 0;
+        if (p[k] == '/')
+            return k;
+        if (p[k] == 0)
+            return 0;
+    }
+    return 0;
+}
+
+static __always_inline int mem_at(const char *p, u32 k)  // "/mem" then the NUL at p[k]
+{
+    return p[k] == '/' && p[k + 1] == 'm' && p[k + 2] == 'e' && p[k + 3] == 'm' && p[k + 4] == 0;
+}
+
+// /proc/<x>/mem or /proc/<x>/task/<y>/mem (x, y up to 11 bytes), NUL-terminated
 static __always_inline int is_proc_mem(const char *p)
 {
-    // /proc/<x>/mem or /proc/<x>/task/<y>/mem, NUL-terminated
     if (p[0] != '/' || p[1] != 'p' || p[2] != 'r' || p[3] != 'o' || p[4] != 'c' || p[5] != '/')
         return 0;
-    int slashes = 0, first = 0, end = 0;
-    for (int i = 6; i < GUARD_PATH_KEY_LEN; i++) {
-        char c = p[i];
-        if (c == 0) {
-            end = i;
-            break;
-        }
-        if (c == '/') {
-            if (!slashes)
-                first = i;
-            slashes++;
-        }
-    }
-    if (end < 11 || end >= GUARD_PATH_KEY_LEN || first < 7 || first > GUARD_PATH_KEY_LEN - 6)
+    u32 s = slash_after(p, 6);
+    if (s < 7 || s > GUARD_PATH_KEY_LEN - 6)
         return 0;
-    if (p[end - 4] != '/' || p[end - 3] != 'm' || p[end - 2] != 'e' || p[end - 1] != 'm')
-        return 0;
-    if (slashes == 1)
+    if (mem_at(p, s))
         return 1;
-    return slashes == 3 && p[first + 1] == 't' && p[first + 2] == 'a' && p[first + 3] == 's' &&
-           p[first + 4] == 'k' && p[first + 5] == '/';
+    if (p[s + 1] != 't' || p[s + 2] != 'a' || p[s + 3] != 's' || p[s + 4] != 'k' || p[s + 5] != '/')
+        return 0;
+    u32 t = slash_after(p, s + 6);
+    if (t < s + 7 || t > GUARD_PATH_KEY_LEN - 5)
+        return 0;
+    return mem_at(p, t);
 }
 
 static __always_inline int check_open(const char *path, u32 flags, int at_exit)
@@ -420,8 +441,8 @@ static __always_inline int check_open(const char *path, u32 flags, int at_exit)
         return 0;
     a->flags = flags;
     bpf_probe_read_user_str(a->path, sizeof(a->path), path);
-    match(KIND_OPEN, open_mask, a);
-    match(KIND_PROC_MEM_WRITE, mem_mask, a);
+    match(KIND_OPEN, open_mask & GUARD_MASK_OPEN);
+    match(KIND_PROC_MEM_WRITE, mem_mask & GUARD_MASK_PROC_MEM_WRITE);
     return 0;
 }
 
@@ -496,7 +517,7 @@ static __always_inline int check_connect(const void *uaddr, int at_exit)
     a->family = key.family;
     a->port = bpf_ntohs(*(u16 *)(sa + 2));
     __builtin_memcpy(a->addr, key.addr, 16);
-    match(KIND_CONNECT, candidates, a);
+    match(KIND_CONNECT, candidates & GUARD_MASK_CONNECT);
     return 0;
 unreadable:
     if (at_exit) {
@@ -538,51 +559,66 @@ static __always_inline int fire_simple(u32 kind, u32 mask, u32 flags, u32 target
         return 0;
     a->flags = flags;
     a->target = target;
-    match(kind, mask, a);
+    match(kind, mask);
     return 0;
 }
 
 // setuid family to 0 from a non-zero id, or capset with a non-empty
-// effective set, by a caller whose (real) uid is not 0.
-int on_privilege(struct sys_enter_args *ctx)
+// effective set, by a caller whose (real) uid is not 0. One entry point per
+// argument count: the kernel refuses a program that reads past a record.
+static __always_inline int privilege(long nr, u32 a0, u32 a1, u32 a2, void *caps)
 {
     if (!GUARD_MASK_PRIVILEGE || bpfwatch_filtered_out())
         return 0;
     u64 ids = bpf_get_current_uid_gid();
-    u32 uid = ids, gid = ids >> 32;
-    u32 a0 = ctx->args[0], a1 = ctx->args[1], a2 = ctx->args[2];
-    long nr = ctx->nr;
+    int gid_call = nr == NR_SETGID || nr == NR_SETREGID || nr == NR_SETRESGID;
+    u32 caller = gid_call ? ids >> 32 : (u32)ids;
+    if (caller == 0)
+        return 0;
     u32 asked = 0;
-    if (nr == NR_SETUID || nr == NR_SETREUID || nr == NR_SETRESUID) {
-        if (uid == 0)
+    if (nr == NR_CAPSET) {
+        // struct __user_cap_data_struct starts with the effective set
+        bpf_probe_read_user(&asked, sizeof(asked), caps);
+        if (!asked)
             return 0;
-        if (nr == NR_SETUID && a0 != 0)
-            return 0;
-        if (nr == NR_SETREUID && a0 != 0 && a1 != 0)
-            return 0;
-        if (nr == NR_SETRESUID && a0 != 0 && a1 != 0 && a2 != 0)
-            return 0;
-    } else if (nr == NR_SETGID || nr == NR_SETREGID || nr == NR_SETRESGID) {
-        if (gid == 0)
-            return 0;
-        if (nr == NR_SETGID && a0 != 0)
-            return 0;
-        if (nr == NR_SETREGID && a0 != 0 && a1 != 0)
-            return 0;
-        if (nr == NR_SETRESGID && a0 != 0 && a1 != 0 && a2 != 0)
-            return 0;
-    } else if (nr == NR_CAPSET) {
-        if (uid == 0)
-            return 0;
-        u32 effective = 0;  // struct __user_cap_data_struct starts with effective
-        bpf_probe_read_user(&effective, sizeof(effective), (void *)ctx->args[1]);
-        if (!effective)
-            return 0;
-        asked = effective;
-    } else {
+    } else if (a0 != 0 && a1 != 0 && a2 != 0) {
         return 0;
     }
     return fire_simple(KIND_PRIVILEGE, GUARD_MASK_PRIVILEGE, nr, asked);
+}
+
+struct sys_enter_1 {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    u64 args[1];
+};
+
+struct sys_enter_2 {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    u64 args[2];
+};
+
+int on_set_id(struct sys_enter_1 *ctx)  // setuid, setgid
+{
+    return privilege(ctx->nr, ctx->args[0], ctx->args[0], ctx->args[0], 0);
+}
+
+int on_set_re_id(struct sys_enter_2 *ctx)  // setreuid, setregid
+{
+    return privilege(ctx->nr, ctx->args[0], ctx->args[1], ctx->args[1], 0);
+}
+
+int on_set_res_id(struct sys_enter_args *ctx)  // setresuid, setresgid
+{
+    return privilege(ctx->nr, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+int on_capset(struct sys_enter_2 *ctx)
+{
+    return privilege(ctx->nr, 1, 1, 1, (void *)ctx->args[1]);
 }
 
 int on_ptrace(struct sys_enter_args *ctx)

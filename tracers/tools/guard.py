@@ -25,7 +25,10 @@ from tracers.tools import _guard_rules as rulebook
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "exporters" / "examples" / "guard-default.toml"
 ARGS_LEN = 256  # C: ARGS_LEN
-PRIVILEGE_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset")
+# syscall -> entry point (by argument count: a program may not read past a record)
+PRIVILEGE_CALLS = {"setuid": "on_set_id", "setgid": "on_set_id", "setreuid": "on_set_re_id",
+                   "setregid": "on_set_re_id", "setresuid": "on_set_res_id",
+                   "setresgid": "on_set_res_id", "capset": "on_capset"}
 MODULE_CALLS = ("init_module", "finit_module")
 KERNEL_FIELDS = {
     "OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
@@ -46,7 +49,7 @@ ENTRY_POINTS = {
     "open": ("on_open_enter", "on_openat_enter", "on_openat2_enter", "on_open_exit"),
     "proc_mem_write": ("on_open_enter", "on_openat_enter", "on_openat2_enter", "on_open_exit"),
     "connect": ("on_connect", "on_connect_exit"),
-    "privilege": ("on_privilege",), "ptrace": ("on_ptrace",), "bpf_load": ("on_bpf",),
+    "privilege": tuple(sorted(set(PRIVILEGE_CALLS.values()))), "ptrace": ("on_ptrace",), "bpf_load": ("on_bpf",),
     "module_load": ("on_module_load", "on_module_syscall"),
 }
 
@@ -63,7 +66,7 @@ def _hooks(*module_hooks: Hook) -> tuple[Hook, ...]:
         _sys("open", "on_open_enter", True), _sys("open", "on_open_exit", True, enter=False),
         _sys("openat2", "on_openat2_enter", True), _sys("openat2", "on_open_exit", True, enter=False),
         _sys("connect", "on_connect"), _sys("connect", "on_connect_exit", enter=False),
-        *(_sys(call, "on_privilege") for call in PRIVILEGE_CALLS),
+        *(_sys(call, PRIVILEGE_CALLS[call]) for call in PRIVILEGE_CALLS),
         _sys("ptrace", "on_ptrace"), _sys("bpf", "on_bpf"),
         *module_hooks,
     )
@@ -130,8 +133,8 @@ def fill_maps(bpf, rules: list[rulebook.Rule], dry_run: bool) -> None:
         leaf.action = rulebook.ACTION_DRY_RUN if dry_run and action else action
         leaf.conds, leaf.uid_min, leaf.uid_max = r.conds, r.uid_min, r.uid_max
         leaf.access, leaf.argv_len = rulebook.ACCESS[r.access], len(r.argv)
-        for i, port in enumerate(r.ports):
-            leaf.ports[i] = port
+        for i in range(rulebook.PORTS_PER_RULE):  # unused slots repeat the first port
+            leaf.ports[i] = r.ports[i] if i < len(r.ports) else (r.ports[0] if r.ports else 0)
         _put_bytes(leaf, "argv", r.argv)
         leaf.label.rule, leaf.label.severity = r.name.encode(), r.severity.encode()
         table[table.Key(r.index)] = leaf
@@ -221,7 +224,7 @@ class Guard(Tracer):
         for kind in rulebook.KINDS:
             out[f"GUARD_MASK_{kind.upper()}"] = rulebook.mask_of(rules, kind)
         out["GUARD_EXEC_ANY"] = rulebook.exec_without_path(rules)
-        for call in PRIVILEGE_CALLS + MODULE_CALLS:
+        for call in (*PRIVILEGE_CALLS, *MODULE_CALLS):
             out[f"NR_{call.upper()}"] = decoders.syscall_number(call)
         return out
 
