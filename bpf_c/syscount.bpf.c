@@ -22,10 +22,19 @@ struct proc_stats {
     char comm[16];
 };
 
+struct cgroup_key {
+    u64 cgroup_id;
+    u32 nr;
+    u32 pad;
+};
+
 // Indexed by syscall number: no hashing on the hot path.
 BPF_PERCPU_ARRAY(syscalls, struct syscall_stats, MAX_SYSCALLS);
 #ifdef PER_PROCESS
 BPF_TABLE("lru_hash", struct proc_key, struct proc_stats, proc_syscalls, 10240);
+#endif
+#ifdef PER_CGROUP
+BPF_TABLE("lru_hash", struct cgroup_key, struct syscall_stats, cgroup_syscalls, 10240);
 #endif
 #ifdef COUNT_AT_EXIT
 // Entry time per thread. Entries are reused (0 = no syscall in flight), not
@@ -46,14 +55,23 @@ static __always_inline void account(u32 nr, u64 ns)
 #ifdef PER_PROCESS
     struct proc_key key = {.pid = bpf_get_current_pid_tgid() >> 32, .nr = nr};
     struct proc_stats *p = proc_syscalls.lookup(&key);
+    if (!p) {  // the comm is read once per process and syscall
+        struct proc_stats fresh = {};
+        bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+        p = bpfwatch_checked_init(proc_syscalls.lookup_or_try_init(&key, &fresh));
+    }
     if (p) {
         __sync_fetch_and_add(&p->count, 1);
         __sync_fetch_and_add(&p->total_ns, ns);
-    } else {
-        struct proc_stats fresh = {.count = 1, .total_ns = ns};
-        bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-        if (proc_syscalls.update(&key, &fresh))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    }
+#endif
+#ifdef PER_CGROUP
+    struct cgroup_key ck = {.cgroup_id = bpf_get_current_cgroup_id(), .nr = nr};
+    struct syscall_stats none = {};
+    struct syscall_stats *c = bpfwatch_checked_init(cgroup_syscalls.lookup_or_try_init(&ck, &none));
+    if (c) {
+        __sync_fetch_and_add(&c->count, 1);
+        __sync_fetch_and_add(&c->total_ns, ns);
     }
 #endif
 }
@@ -72,8 +90,8 @@ static __always_inline int on_enter_common(u64 nr)
     u64 *slot = start.lookup(&tid);
     if (slot)
         *slot = now;
-    else if (start.update(&tid, &now))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    else
+        bpfwatch_checked_update(start.update(&tid, &now));
 #else
     account(nr, 0);
 #endif

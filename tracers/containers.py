@@ -309,6 +309,17 @@ def _open_by_cgroup_id(root: str, cgroup_id: int) -> str | None:
     return "/" if full == root else "/" + os.path.relpath(full, root)
 
 
+def short_id_decoders(resolver: Resolver | None = None) -> dict:
+    """Per-run decoders for summary tables: "container" turns a cgroup id
+    into the short id, or None on the host (shown as '-')."""
+    resolver = resolver or Resolver()
+
+    def container(raw) -> str | None:
+        ident = resolver.identity(int(getattr(raw, "value", raw)))
+        return ident.short if ident else None
+    return {"container": container}
+
+
 def record_fields(resolver: Resolver, cgroup_id: int | None) -> dict:
     """{"cgroup_id", "container"} for a JSON record (0: not known)."""
     ident = resolver.identity(cgroup_id)

@@ -140,6 +140,8 @@ class TableWithOther(Table):
 
 
 def _cell(column: Column, value, header: bool = False) -> str:
+    if value is None:  # a label with no value (the host's container)
+        value = "-"
     if column.label is not None:
         return f"{value:<{column.width}}"
     if header:

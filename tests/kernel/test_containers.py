@@ -219,3 +219,14 @@ def test_exporter_serves_exact_per_container_counts(runc_containers):
     assert delta("bpfwatch_exec_failures_total", errno="ENOENT", container=box.id[:12], pod="",
                  namespace="") == 2
     assert value(after, "bpfwatch_series_folded", tracer="execsnoop", metric="execs_total") == 0
+
+
+def test_syscount_per_container_counts_execve_exactly(tracer, runc_containers):
+    box = runc_containers()
+    run = tracer(["syscount", "--per-container", "--syscall", "execve", "--json"])
+    box.exec(workload(7, 0, "/"))
+    on_host(workload(5, 0, "/"))
+    run.stop()
+    rows = run.json_lines()[-1]["syscalls"]
+    assert [r["count"] for r in rows if r["container"] == box.id[:12]] == [8]  # sh, then 7
+    assert sum(r["count"] for r in rows if r["container"] is None) >= 6

@@ -1,7 +1,7 @@
 """syscount: syscalls counted in the kernel, per syscall or per process."""
 from __future__ import annotations
 
-from tracers import decoders, options, runner
+from tracers import containers, decoders, options, runner
 from tracers.mapdata import NUMBER
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 from tracers.summary import Table, TableWithOther, count, label
@@ -43,7 +43,10 @@ class Syscount(Tracer):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("-L", "--latency", action="store_true", help="also total time spent, per syscall")
-        parser.add_argument("-P", "--process", action="store_true", help="count per process, not per syscall")
+        per = parser.add_mutually_exclusive_group()
+        per.add_argument("-P", "--process", action="store_true", help="count per process, not per syscall")
+        per.add_argument("--per-container", action="store_true",
+                         help="count per container and syscall (host tasks: one '-' row per syscall)")
         parser.add_argument("-x", "--failed", action="store_true", help="only failed syscalls")
         parser.add_argument("--syscall", metavar="NAME", help="only this syscall (name, e.g. openat)")
         parser.add_argument("-T", "--top", type=options.positive_int, default=10, help="rows shown (default 10)")
@@ -56,6 +59,8 @@ class Syscount(Tracer):
             out["FAILED_ONLY"] = 1
         if args.process:
             out["PER_PROCESS"] = 1
+        if args.per_container:
+            out["PER_CGROUP"] = 1
         if args.syscall:
             try:
                 out["FILTER_SYSCALL"] = decoders.syscall_number(args.syscall)
@@ -69,10 +74,16 @@ class Syscount(Tracer):
 
     def tables(self, args) -> tuple[Table, ...]:
         who = (label("pid", "PID", 8, "pid", NUMBER), label("comm", "COMM", 16, "value.comm", "comm"))
-        syscall = label("syscall", "SYSCALL", 22, "nr" if args.process else "", "syscall_name")
+        syscall = label("syscall", "SYSCALL", 22, "nr" if args.process or args.per_container else "",
+                        "syscall_name")
         counts = [count("count", "COUNT", 10, "count")]
         if args.latency:
             counts.append(count("total_ns", "TIME (us)", 14, "total_ns", text_scale=1e-3, text_format=".1f"))
+        if args.per_container:  # LRU too: the exact array gives evictions an `other` row
+            exact = Table("totals", "syscalls", (label("syscall", "SYSCALL", 22, "", "syscall_name"), *counts))
+            where = label("container", "CONTAINER", 12, "cgroup_id", "container")
+            return (TableWithOther("syscalls", "cgroup_syscalls", (where, syscall, *counts), top=args.top,
+                                   exact=exact, group="syscall", decoders=containers.short_id_decoders()),)
         if not args.process:
             return (Table("syscalls", "syscalls", (syscall, *counts), top=args.top),)
         # Per-process rows live in an LRU map; the per-syscall array is exact:
