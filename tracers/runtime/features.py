@@ -1,10 +1,10 @@
 """What this kernel can do, decided by trying (never by version numbers)."""
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import socket
+import struct
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,9 +25,8 @@ int on_tc(struct __sk_buff *skb) { return TC_ACT_OK; }
 int on_kprobe(struct pt_regs *ctx) { return 0; }
 """
 FENTRY_C = "KFUNC_PROBE(do_sys_openat2) { return 0; }"
-BPF_MAP_CREATE, BPF_MAP_TYPE_RINGBUF = 0, 27
 ORDER = ("btf", "headers", "kprobe", "kretprobe", "fentry", "tracepoint",
-         "raw_tracepoint", "uprobe", "perf_event", "ringbuf", "tc", "xdp",
+         "raw_tracepoint", "uprobe", "perf_event", "ringbuf", "tc", "tcx", "xdp",
          "socket_filter", "lockdown", "jit", "bpf_stats_enabled")
 
 
@@ -202,12 +201,13 @@ class Probe:
         return Feature(True, "software cpu-clock sampling attached")
 
     def _ringbuf(self):
+        from tracers.runtime import bpfsys
         # union bpf_attr prefix: map_type, key_size, value_size, max_entries
-        attr = (ctypes.c_uint32 * 32)(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096)
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(321, BPF_MAP_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
-        if fd < 0:
-            return Feature(False, f"BPF_MAP_TYPE_RINGBUF: {os.strerror(ctypes.get_errno())}")
+        attr = struct.pack("=IIII", bpfsys.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096)
+        try:
+            fd = bpfsys.bpf(bpfsys.BPF_MAP_CREATE, attr)
+        except OSError as exc:
+            return Feature(False, f"BPF_MAP_TYPE_RINGBUF: {exc.strerror or exc}")
         os.close(fd)
         return Feature(True, "ring buffer map created")
 
@@ -215,6 +215,11 @@ class Probe:
         from tracers.runtime.clsact_probe import try_clsact
         fn = self._load("on_tc", "SCHED_CLS")
         return Feature(*try_clsact(fn.fd))
+
+    def _tcx(self):
+        # no compile: cheap enough to decide tctraffic's hook at every start
+        from tracers.runtime.tcx import try_tcx
+        return Feature(*try_tcx())
 
     def _xdp(self):
         self._load("on_xdp", "XDP")

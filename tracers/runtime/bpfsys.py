@@ -1,0 +1,79 @@
+"""The bpf() syscall for what BCC has no API for (tcx links, object info).
+
+Kernel constants live here, once: the syscall number per architecture,
+the commands and attach types used, from include/uapi/linux/bpf.h.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+
+SYSCALL_NUMBER = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361,
+                  "s390x": 351, "i686": 357, "armv7l": 386}
+
+# enum bpf_cmd
+BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD = 0, 5, 13, 15
+BPF_LINK_CREATE = 28
+# enum bpf_attach_type (6.6+)
+BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
+TCX_ATTACH_TYPE = {"ingress": BPF_TCX_INGRESS, "egress": BPF_TCX_EGRESS}
+# link_create.flags for tcx (bpf_mprog): position relative to the others
+BPF_F_BEFORE, BPF_F_AFTER = 1 << 3, 1 << 4
+BPF_PROG_TYPE_SCHED_CLS = 3
+BPF_MAP_TYPE_RINGBUF = 27
+ATTR_SIZE = 128  # bytes of union bpf_attr we pass; the kernel wants the rest zero
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def bpf(cmd: int, attr: bytes) -> int:
+    """bpf(cmd, attr): the result (often an fd), or OSError with the errno."""
+    number = SYSCALL_NUMBER.get(platform.machine())
+    if number is None:
+        raise OSError(0, f"bpf() syscall number unknown on {platform.machine()}")
+    buf = ctypes.create_string_buffer(attr.ljust(ATTR_SIZE, b"\0"), ATTR_SIZE)
+    result = _libc.syscall(number, cmd, buf, ATTR_SIZE)
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def prog_id(fd: int) -> int:
+    """The kernel-wide id of the program behind fd (struct bpf_prog_info.id)."""
+    info = ctypes.create_string_buffer(8)  # type, id: the first two u32 fields
+    bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("=IIQ", fd, len(info), ctypes.addressof(info)))
+    return struct.unpack_from("=II", info.raw)[1]
+
+
+def prog_exists(prog_id_: int) -> bool:
+    try:
+        os.close(bpf(BPF_PROG_GET_FD_BY_ID, struct.pack("=I", prog_id_)))
+    except OSError:
+        return False
+    return True
+
+
+def tcx_link(prog_fd: int, ifindex: int, direction: str, flags: int = BPF_F_BEFORE) -> int:
+    """A tcx link (BPF_LINK_CREATE) of a SCHED_CLS program on an interface of
+    the caller's network namespace; the kernel detaches it when the returned
+    fd's last copy closes, also when its owner is killed.
+    flags: BPF_F_BEFORE puts it first (like a new clsact filter), BPF_F_AFTER last."""
+    # link_create: prog_fd, target_ifindex, attach_type, flags, tcx.relative_fd
+    attr = struct.pack("=IIIII", prog_fd, ifindex, TCX_ATTACH_TYPE[direction], flags, 0)
+    return bpf(BPF_LINK_CREATE, attr)
+
+
+def load_pass_program() -> int:
+    """A two-instruction SCHED_CLS program (return TC_ACT_UNSPEC): probes
+    without a compiler."""
+    insns = ctypes.create_string_buffer(struct.pack("=BBhi", 0xb7, 0, 0, -1)   # r0 = -1
+                                        + struct.pack("=BBhi", 0x95, 0, 0, 0))  # exit
+    license_ = ctypes.create_string_buffer(b"GPL")
+    # prog_load: prog_type, insn_cnt, insns, license, log_level/size/buf,
+    # kern_version, prog_flags, prog_name
+    attr = struct.pack("=IIQQIIQII16s", BPF_PROG_TYPE_SCHED_CLS, 2, ctypes.addressof(insns),
+                       ctypes.addressof(license_), 0, 0, 0, 0, 0, b"bpfwatch_probe")
+    return bpf(BPF_PROG_LOAD, attr)
