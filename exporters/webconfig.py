@@ -10,6 +10,10 @@ The file is the YAML that node_exporter & co. take with --web.config.file:
       prometheus: $2b$12$...                   # bcrypt hash (htpasswd -nBC 12)
 
 Anything else is refused with one line naming the field.
+
+Basic auth: an unknown user is checked against a dummy hash of the same
+cost as the real ones (as exporter-toolkit does), so the time a refusal
+takes does not tell which user names exist.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 
+from exporters.files import InputFileError, one_line, read_regular, utf8
 from tracers.runtime.errors import BpfwatchError
 
 TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
@@ -40,6 +45,7 @@ class WebConfig:
     client_auth_type: str = ""
     min_version: str = "TLS12"
     users: dict[str, bytes] = field(default_factory=dict)  # name -> bcrypt hash
+    dummy_hash: bytes = b""  # for unknown users: as slow as a real check
     _verified: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -71,20 +77,32 @@ class WebConfig:
             return False
         hashed = self.users.get(user)
         if hashed is None:
+            _checkpw(password.encode(), self.dummy_hash or _dummy_hash(self.users))
             return False
         memo = hashlib.sha256(hashed + b"\0" + password.encode()).digest()
         with self._lock:
             if self._verified.get(user) == memo:
                 return True
-        import bcrypt
-        try:
-            ok = bcrypt.checkpw(password.encode(), hashed)
-        except ValueError:
-            return False
+        ok = _checkpw(password.encode(), hashed)
         if ok:
             with self._lock:
                 self._verified[user] = memo
         return ok
+
+
+def _checkpw(password: bytes, hashed: bytes) -> bool:
+    import bcrypt
+    try:
+        return bcrypt.checkpw(password, hashed)
+    except ValueError:
+        return False
+
+
+def _dummy_hash(users: dict[str, bytes]) -> bytes:
+    """A hash of a random password at the highest cost among the users."""
+    import bcrypt
+    cost = max(int(h[4:6]) for h in users.values())
+    return bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(cost))
 
 
 class _Bad(Exception):
@@ -112,7 +130,7 @@ def parse(data, path: str = "web config") -> WebConfig:
     try:
         return _parse({} if data is None else data, base)
     except _Bad as bad:
-        raise WebConfigError(f"{path}: {bad.where}: {bad.why}") from None
+        raise WebConfigError(one_line(f"{path}: {bad.where}: {bad.why}")) from None
 
 
 def _parse(data, base: str) -> WebConfig:
@@ -136,13 +154,13 @@ def _parse(data, base: str) -> WebConfig:
         if "client_ca_file" in tls:
             config.client_ca_file = _file("tls_server_config.client_ca_file", tls["client_ca_file"], base)
         auth = tls.get("client_auth_type", "")
-        if auth and auth not in CLIENT_AUTH:
+        if not isinstance(auth, str) or (auth and auth not in CLIENT_AUTH):
             raise _Bad("tls_server_config.client_auth_type", f"must be one of {', '.join(sorted(CLIENT_AUTH))}")
         if auth and auth != "NoClientCert" and not config.client_ca_file:
             raise _Bad("tls_server_config.client_auth_type", f"{auth} needs client_ca_file")
         config.client_auth_type = auth
         config.min_version = tls.get("min_version", "TLS12")
-        if config.min_version not in TLS_VERSIONS:
+        if not isinstance(config.min_version, str) or config.min_version not in TLS_VERSIONS:
             raise _Bad("tls_server_config.min_version", "must be TLS12 or TLS13")
         try:
             config.ssl_context()
@@ -156,21 +174,23 @@ def _parse(data, base: str) -> WebConfig:
             where = f"basic_auth_users.{user}"
             if not isinstance(user, str) or not user or ":" in user:
                 raise _Bad(where, "a user name is a non-empty string without ':'")
-            if not isinstance(hashed, str) or not hashed.startswith(BCRYPT_PREFIXES) or len(hashed) != 60:
+            if not isinstance(hashed, str) or not hashed.startswith(BCRYPT_PREFIXES) or len(hashed) != 60 \
+                    or not hashed[4:6].isdigit() or not 4 <= int(hashed[4:6]) <= 31:
                 raise _Bad(where, "must be a bcrypt hash ($2b$..., 60 characters), not a password")
             config.users[user] = hashed.encode()
+        if config.users:
+            config.dummy_hash = _dummy_hash(config.users)
     return config
 
 
 def load(path: str) -> WebConfig:
     import yaml
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise WebConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        data = yaml.safe_load(utf8(read_regular(path)))
+    except InputFileError as exc:
+        raise WebConfigError(one_line(f"{path}: cannot read: {exc}")) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
-        raise WebConfigError(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raise WebConfigError(one_line(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})")) from None
     return parse(data, path)

@@ -1,5 +1,7 @@
 """Web config: exporter-toolkit YAML, precise refusals, bcrypt basic auth."""
 import base64
+import os
+import time
 import subprocess
 
 import bcrypt
@@ -114,3 +116,40 @@ def test_builtin_tracers_run_with_their_cli_defaults_and_exporter_settings():
     job = builtin_job(execsnoop.TRACER)
     assert job.defines["EXPORTER_COUNTS"] == 1
     assert {"on_execve_enter", "on_exec"} <= job.skip
+
+
+def test_wrong_types_and_bytes_are_one_line(tmp_path, cert):
+    head = f"tls_server_config:\n  cert_file: {cert}/cert.pem\n  key_file: {cert}/key.pem\n"
+    for extra, message in (("  min_version: [1]\n", "min_version: must be TLS12 or TLS13"),
+                           ("  client_auth_type: [x]\n", "client_auth_type: must be one of"),
+                           ("  min_version: 12\n", "min_version: must be TLS12 or TLS13")):
+        with pytest.raises(WebConfigError, match=message) as err:
+            webconfig.load(write(tmp_path, head + extra))
+        assert "\n" not in str(err.value)
+    binary = tmp_path / "bin.yml"
+    binary.write_bytes(b"basic_auth_users:\n  prom: \xff\xfe\n")
+    with pytest.raises(WebConfigError, match=r"cannot read: not UTF-8 text \(byte 0xff on line 2\)"):
+        webconfig.load(str(binary))
+    fifo = tmp_path / "fifo.yml"
+    os.mkfifo(fifo)
+    with pytest.raises(WebConfigError, match="cannot read: not a regular file"):
+        webconfig.load(str(fifo))
+    with pytest.raises(WebConfigError) as err:
+        webconfig.load(write(tmp_path, "basic_auth_users:\n  \"a\\nb\": x\n"))
+    assert "\n" not in str(err.value) and "a\\nb" in str(err.value)
+
+
+def test_unknown_users_cost_a_bcrypt_check_like_known_ones(tmp_path):
+    """Timing must not tell which user names exist (exporter-toolkit's dummy hash)."""
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(8)).decode()  # ~15 ms: measurable, quick
+    config = webconfig.load(write(tmp_path, f"basic_auth_users:\n  prom: '{hashed}'\n"))
+    assert config.dummy_hash.startswith(b"$2b$08$")
+
+    def seconds(user):
+        started = time.perf_counter()
+        for _ in range(5):
+            assert not config.authorized(basic(user, "wrong"))
+        return time.perf_counter() - started
+    seconds("nobody")  # warm up
+    known, unknown = seconds("prom"), seconds("nobody")
+    assert unknown >= known / 4, (known, unknown)

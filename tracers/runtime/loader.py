@@ -14,14 +14,15 @@ from tracers.runtime.capture import quiet_stderr
 from tracers.runtime.errors import BpfwatchError, LoadError, Stop
 from tracers.spec import Hook, TracerSpec
 
-DEFINE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+DEFINE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 def cflags_for(defines: dict[str, int]) -> list[str]:
     """-D flags from validated integers: nothing textual reaches the C code."""
     flags = []
     for name, value in sorted(defines.items()):
-        if not DEFINE_NAME.match(name):
+        if not DEFINE_NAME.fullmatch(name):
             raise ValueError(f"bad define name {name!r}")
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"define {name} must be an integer, got {value!r}")
@@ -38,7 +39,14 @@ def c_source(spec: TracerSpec) -> str:
     """
     files = importlib.resources.files("bpf_c")
     return (files.joinpath("bpfwatch.h").read_text()
-            + f'#line 1 "{spec.c_file}"\n' + files.joinpath(spec.c_file).read_text())
+            + line_directive(spec.c_file) + files.joinpath(spec.c_file).read_text())
+
+
+def line_directive(c_file: str) -> str:
+    """Compiler messages name the tracer's file by its plain name, never its
+    path: a user program's directory may hold a quote, a newline and C."""
+    name = os.path.basename(c_file)
+    return f'#line 1 "{name}"\n' if PLAIN_FILE_NAME.fullmatch(name) else "#line 1\n"
 
 
 def c_include_dir() -> str:
