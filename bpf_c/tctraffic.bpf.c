@@ -1,15 +1,21 @@
-// tctraffic: cls_bpf direct-action programs on clsact ingress and egress.
-// Counts passed packets and bytes per direction, protocol and destination
-// port; drops (TC_ACT_SHOT) what a --block rule matches and counts it per
-// rule; sets skb->priority on egress for --priority rules (HTB class ids).
-// Passing packets return TC_ACT_UNSPEC so filters after ours still run.
+// tctraffic: tc programs on ingress and egress, attached as tcx links or
+// as clsact direct-action filters (the same code: TC_ACT_UNSPEC is TCX_NEXT,
+// TC_ACT_SHOT is TCX_DROP). Counts passed packets and bytes per direction,
+// protocol and destination port; drops what a --block rule matches and
+// counts it per rule; sets skb->priority on egress for --priority rules
+// (HTB class ids). Passing packets return TC_ACT_UNSPEC / TCX_NEXT, so
+// programs and filters after ours still run.
+//
+// No count is ever lost: the flow map is a plain (non-LRU) hash, so nothing
+// is evicted; a packet whose flow finds no room once the map is full is
+// counted in traffic_overflow instead. Flows + overflow = every packet.
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
 #include "bpfwatch.h"
 #include "packet.h"
 
 #ifndef MAX_FLOWS
-#define MAX_FLOWS 4096
+#error "MAX_FLOWS (flow map size) must come from tracers/tools/tctraffic.py"
 #endif
 #ifndef BLOCK_CIDRS
 #define BLOCK_CIDRS 0
@@ -42,7 +48,8 @@ struct drop_key {
     u8 reason;
 };
 
-BPF_TABLE("lru_hash", struct traffic_key, struct counts, traffic, MAX_FLOWS);
+BPF_PERCPU_HASH(traffic, struct traffic_key, struct counts, MAX_FLOWS);
+BPF_PERCPU_ARRAY(traffic_overflow, struct counts, 2);  // by direction
 BPF_HASH(drops, struct drop_key, struct counts, 64);
 BPF_ARRAY(prioritized, struct counts, 8);
 
@@ -144,11 +151,9 @@ static __always_inline int set_priority(struct __sk_buff *skb, struct bpfwatch_p
 static __always_inline int drop(u8 direction, u8 reason, u16 rule, u32 len)
 {
     struct drop_key key = {.rule = rule, .direction = direction, .reason = reason};
-    struct counts zero = {}, *c = drops.lookup_or_try_init(&key, &zero);
+    struct counts zero = {}, *c = bpfwatch_checked_init(drops.lookup_or_try_init(&key, &zero));
     if (c)
         add(c, len);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
     return TC_ACT_SHOT;
 }
 
@@ -174,13 +179,15 @@ static __always_inline int handle(struct __sk_buff *skb, u8 direction)
     struct counts *c = traffic.lookup(&key);
     if (!c) {
         struct counts zero = {};
-        traffic.insert(&key, &zero);  // fails harmlessly if another CPU won
+        traffic.insert(&key, &zero);  // fails if another CPU won (then found) or if full
         c = traffic.lookup(&key);
+    }
+    if (!c) {
+        u32 slot = direction;
+        c = traffic_overflow.lookup(&slot);
     }
     if (c)
         add(c, len);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
     return TC_ACT_UNSPEC;
 }
 

@@ -14,7 +14,9 @@ def entry_points(name: str) -> set[str]:
     return {h.fn for alt in spec.alternatives for h in alt.hooks}
 
 
-@pytest.mark.parametrize("tracer_args", [["execsnoop"], ["syscount", "-L"]])
+# tctraffic on tcx: links die with their owner, so even SIGKILL leaves nothing
+@pytest.mark.parametrize("tracer_args", [["execsnoop"], ["syscount", "-L"],
+                                         ["tctraffic", "lo", "--hook", "tcx"]])
 @pytest.mark.parametrize("ending", ["duration", "SIGINT", "SIGTERM", "SIGKILL"])
 def test_nothing_left_after(tracer, tracer_args, ending):
     names = entry_points(tracer_args[0])

@@ -91,6 +91,8 @@ def test_deltas_and_json_rows():
     before = {("traffic", "egress", "IPv4", "udp", 53): (10, 1000)}
     now = {("traffic", "egress", "IPv4", "udp", 53): (13, 1300),
            ("traffic", "ingress", "IPv4", "icmp", 0): (2, 196),
+           ("overflow", "ingress"): (0, 0),
+           ("overflow", "egress"): (5, 500),
            ("dropped", "egress", "port 23"): (4, 240),
            ("prioritized", "5001=1:10"): (1, 100)}
     rows = tc.deltas(now, before)
@@ -99,15 +101,25 @@ def test_deltas_and_json_rows():
                      "packets": 3, "bytes": 300},
                     {"direction": "ingress", "family": "IPv4", "proto": "icmp", "port": 0,
                      "packets": 2, "bytes": 196}],
+        "overflow": [{"direction": "egress", "packets": 5, "bytes": 500}],
         "dropped": [{"direction": "egress", "rule": "port 23", "packets": 4, "bytes": 240}],
         "prioritized": [{"rule": "5001=1:10", "packets": 1, "bytes": 100}],
     }
     assert len(tc.to_json(rows, top=1)["traffic"]) == 1
 
 
-def test_deltas_after_an_lru_eviction_restart_the_row():
-    key = ("traffic", "egress", "IPv4", "tcp", 80)
-    assert tc.deltas({key: (2, 120)}, {key: (9, 900)}) == [(key, 2, 120)]
+def test_overflow_rows_are_shown_beyond_top():
+    rows = [(("traffic", "egress", "IPv4", "udp", p), 1, 100) for p in range(3)]
+    rows.append((("overflow", "egress"), 7, 700))
+    assert tc.to_json(rows, top=1)["overflow"] == [{"direction": "egress", "packets": 7, "bytes": 700}]
+
+
+def test_per_cpu_counts_are_summed():
+    class Counts:
+        def __init__(self, packets, nbytes):
+            self.packets, self.bytes = packets, nbytes
+    assert tc.summed([Counts(2, 20), Counts(0, 0), Counts(5, 50)]) == (7, 70)
+    assert tc.summed(Counts(3, 30)) == (3, 30)
 
 
 @pytest.mark.parametrize("text, value", [("udp", 17), ("TCP", 6), ("icmpv6", 58), ("47", 47), ("0", 0)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 import time
 
 from tracers import decoders, options, runner
@@ -10,26 +11,36 @@ from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, U
 from tracers.tools._net import address_words, cidr, interface, link_layer_len, port
 
 MAX_CIDRS, MAX_PORTS, MAX_PRIORITIES = 8, 8, 4  # slots in bpf_c/tctraffic.bpf.c
+DEFAULT_MAX_FLOWS, MAX_MAX_FLOWS = 4096, 1 << 20
 DIRECTIONS = ("ingress", "egress")
 
 _BY_FLOW = (Label("direction", "direction", "tc_direction"), Label("family", "family", "address_family"),
             Label("proto", "proto", "ip_proto"), Label("port", "port", "port_host"))
+_BY_DIRECTION = (Label("direction", "", "tc_direction"),)
+_HOOKS = (Hook("tc", "ingress", "on_ingress"), Hook("tc", "egress", "on_egress"))
 _BY_RULE = (Label("direction", "direction", "tc_direction"), Label("reason", "reason", "tc_block_reason"),
             Label("rule", "rule", "int"))
 SPEC = TracerSpec(
     name="tctraffic",
-    summary="count packets and bytes through an interface in tc (clsact ingress and egress), "
+    summary="count packets and bytes through an interface in tc (ingress and egress), "
             "per direction, protocol and destination port; optionally drop or prioritize",
     c_file="tctraffic.bpf.c",
     alternatives=(
-        Alternative("tc", (Hook("tc", "ingress", "on_ingress"), Hook("tc", "egress", "on_egress")),
-                    define="HOOK_TC"),
+        # tcx links vanish with their owner (even on SIGKILL); clsact filters
+        # must be cleaned up by the next start: the alternative before 6.6.
+        Alternative("tcx", _HOOKS, define="HOOK_TCX", needs=("tcx",)),
+        Alternative("clsact", _HOOKS, define="HOOK_CLSACT"),
     ),
     metrics=(
         Metric("tc_packets_total", "Packets passed, by direction, family, protocol and "
                "destination port.", map="traffic", labels=_BY_FLOW, value_field="packets"),
         Metric("tc_bytes_total", "Bytes passed (L2 length), by direction, family, protocol and "
                "destination port.", map="traffic", labels=_BY_FLOW, value_field="bytes"),
+        Metric("tc_overflow_packets_total", "Packets passed whose flow found no room in the "
+               "full flow map: counted here, never lost.", map="traffic_overflow",
+               labels=_BY_DIRECTION, value_field="packets"),
+        Metric("tc_overflow_bytes_total", "Bytes of the packets in tc_overflow_packets_total.",
+               map="traffic_overflow", labels=_BY_DIRECTION, value_field="bytes"),
         Metric("tc_dropped_packets_total", "Packets dropped by a --block rule (rule: slot of "
                "the CIDR, or the port).", map="drops", labels=_BY_RULE, value_field="packets"),
         Metric("tc_dropped_bytes_total", "Bytes dropped by a --block rule.", map="drops",
@@ -105,13 +116,22 @@ def rule_label(args, reason: int, rule: int) -> str:
     return f"port {rule}" if reason == 2 else f"rule {reason}/{rule}"
 
 
+def summed(value) -> tuple[int, int]:
+    """(packets, bytes) of a struct counts, per-CPU copies added up."""
+    copies = value if hasattr(value, "__len__") else (value,)
+    return sum(c.packets for c in copies), sum(c.bytes for c in copies)
+
+
 def read_totals(session, args) -> dict:
     """Cumulative counts; the maps are never cleared (exporter counters)."""
     totals = {}
-    for k, v in session.bpf["traffic"].items():
+    for k, v in session.read_map("traffic"):
         family = decoders.address_family(k.family) if k.family else "other"
         proto = decoders.ip_proto(k.proto) if k.family else "-"
-        totals[("traffic", DIRECTIONS[k.direction & 1], family, proto, k.port)] = (v.packets, v.bytes)
+        totals[("traffic", DIRECTIONS[k.direction & 1], family, proto, k.port)] = summed(v)
+    for slot, v in session.read_map("traffic_overflow"):
+        slot = slot if isinstance(slot, int) else slot.value  # batch reads give ints
+        totals[("overflow", DIRECTIONS[slot & 1])] = summed(v)
     for k, v in session.bpf["drops"].items():
         totals[("dropped", DIRECTIONS[k.direction & 1], rule_label(args, k.reason, k.rule))] = \
             (v.packets, v.bytes)
@@ -125,19 +145,19 @@ def deltas(now: dict, before: dict) -> list[tuple]:
     rows = []
     for key, (packets, nbytes) in now.items():
         old = before.get(key, (0, 0))
-        if packets > old[0]:
+        if packets > old[0]:  # counts only grow: nothing is evicted
             rows.append((key, packets - old[0], nbytes - old[1]))
-        elif packets < old[0]:  # an LRU eviction restarted this row
-            rows.append((key, packets, nbytes))
     return sorted(rows, key=lambda r: (-r[2], str(r[0])))
 
 
 def to_json(rows, top: int) -> dict:
-    out = {"traffic": [], "dropped": [], "prioritized": []}
+    out = {"traffic": [], "overflow": [], "dropped": [], "prioritized": []}
     for key, packets, nbytes in rows:
         kind, rest = key[0], key[1:]
         if kind == "traffic":
             rec = dict(zip(("direction", "family", "proto", "port"), rest))
+        elif kind == "overflow":
+            rec = {"direction": rest[0]}
         elif kind == "dropped":
             rec = dict(zip(("direction", "rule"), rest))
         else:
@@ -154,6 +174,8 @@ def print_table(args, rows) -> None:
     for r in data["traffic"]:
         print(f"{r['direction']:<10} {r['family']:<6} {r['proto']:<9} {r['port']:>5} "
               f"{r['packets']:>10} {r['bytes']:>12}")
+    for r in data["overflow"]:
+        print(f"{r['direction']:<10} {'(flows beyond --max-flows)':<22} {r['packets']:>10} {r['bytes']:>12}")
     if data["dropped"]:
         print(f"{'DROPPED':<10} {'RULE':<22} {'PACKETS':>10} {'BYTES':>12}")
         for r in data["dropped"]:
@@ -180,24 +202,33 @@ class Tctraffic(Tracer):
                             metavar="PORT=CLASSID", help="set skb->priority of egress packets with this "
                             f"port to an HTB class id such as 1:10 (up to {MAX_PRIORITIES})")
         parser.add_argument("-T", "--top", type=options.positive_int, default=20, help="rows shown (default 20)")
+        parser.add_argument("--max-flows", type=options.positive_int, default=DEFAULT_MAX_FLOWS,
+                            metavar="N", help="flows counted one by one (default "
+                            f"{DEFAULT_MAX_FLOWS}); packets of further flows are counted as overflow")
 
     def defines(self, args) -> dict[str, int]:
+        if args.max_flows > MAX_MAX_FLOWS:
+            raise UsageError(f"--max-flows: at most {MAX_MAX_FLOWS}")
         return {**rule_defines(args.block, args.block_port, args.priority),
-                "L2_LEN": link_layer_len(args.interface)}
+                "L2_LEN": link_layer_len(args.interface), "MAX_FLOWS": args.max_flows}
 
     def attachers(self, args) -> dict:
-        from tracers.runtime.netattach import Clsact
-        return {"tc": Clsact(args.interface).attach}
+        from tracers.runtime.netattach import tc_attacher
+        return {"tc": tc_attacher(args.interface)}
 
     def run(self, session, args) -> int:
         before: dict = {}
-        started = time.time()
+        started, warned = time.time(), False
         runner.announce(session, f"packets on {args.interface}")
 
         def tick(final: bool) -> None:
-            nonlocal before, started
+            nonlocal before, started, warned
             now = read_totals(session, args)
             rows = deltas(now, before)
+            if not warned and any(now.get(("overflow", d), (0, 0))[0] for d in DIRECTIONS):
+                warned = True
+                print(f"bpfwatch tctraffic: flow map full ({args.max_flows} flows): packets of "
+                      "further flows are counted as overflow", file=sys.stderr, flush=True)
             before, began, started = now, started, time.time()
             if args.json:
                 runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
