@@ -27,6 +27,7 @@ class Hook:
     target: str
     fn: str
     optional: bool = False  # attach when possible, never a reason to skip
+    cli_only: bool = False  # the exporter does not attach it (its program lacks it, or its option)
 
     def __post_init__(self):
         if self.kind not in HOOK_KINDS:
@@ -95,14 +96,18 @@ class TracerSpec:
     c_file: str  # in bpf_c/
     alternatives: tuple[Alternative, ...]
     metrics: tuple[Metric, ...] = ()
-    events_map: str = ""  # ring buffer the CLI streams, if an event tracer
+    events_map: str = ""  # ring buffer the CLI streams (runner.stream_events), if an event tracer
     examples: tuple[str, ...] = ()
     # The exporter runs a tracer with these -D defines (it never opens ring
-    # buffers, so event tracers count instead) and, when exporter_default,
-    # among its default tracers: low overhead, bounded series.
+    # buffers, so event tracers count instead: COUNT_ONLY), without the
+    # hooks marked cli_only and, when exporter_default, among its default
+    # tracers: low overhead, bounded series.
     exporter_defines: dict[str, int] = field(default_factory=dict)
     exporter_default: bool = False
-    exporter_skip: tuple[str, ...] = ()  # entry points the exporter does not attach
+
+    def cli_only_hooks(self) -> set[str]:
+        """Entry points the exporter does not attach."""
+        return {h.fn for alt in self.alternatives for h in alt.hooks if h.cli_only}
 
     def alternative(self, name: str) -> Alternative:
         for alt in self.alternatives:

@@ -62,7 +62,7 @@ def port_slots(prefix: str, ports: list[int] | None, tracer: str) -> dict[str, i
 
 
 def filter_defines(args, tracer: str) -> dict[str, int]:
-    out = {}
+    out = {"PORT_SLOTS": PORT_SLOTS}
     if args.ipv4:
         out["FILTER_FAMILY"] = socket.AF_INET
     elif args.ipv6:
