@@ -164,13 +164,12 @@ class bpf_run_stats:
     """Kernel-side run time of every BPF program while held (BPF_ENABLE_STATS:
     the fd keeps it on; it goes off with the fd, even if we are killed)."""
 
+    BPF_ENABLE_STATS = 32  # enum bpf_cmd
+
     def __enter__(self):
-        import ctypes
-        attr = (ctypes.c_uint32 * 32)(0)  # enable_stats.type = BPF_STATS_RUN_TIME (0)
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = libc.syscall(321, 32, ctypes.byref(attr), ctypes.sizeof(attr))  # BPF_ENABLE_STATS
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "BPF_ENABLE_STATS")
+        from tracers.runtime import bpfsys
+        # enable_stats.type = BPF_STATS_RUN_TIME (0); OSError if refused
+        self.fd = bpfsys.bpf(self.BPF_ENABLE_STATS, bytes(4))
         return self
 
     def __exit__(self, *exc):

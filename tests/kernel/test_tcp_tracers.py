@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import unique_name
+from tracers.runtime.kconst import CLSACT_PARENTS
 
 pytestmark = pytest.mark.kernel
 
@@ -221,7 +222,7 @@ class Dropper:
         self.idx = self.ns.link_lookup(ifname=pair.if_b)[0]
         self.ns.tc("add", "clsact", self.idx)
         self.ns.tc("add-filter", "bpf", self.idx, ":1", fd=fn.fd, name="bpfwatch-test-drop",
-                   parent="ffff:fff2", classid=1, direct_action=True)
+                   parent=CLSACT_PARENTS["ingress"], classid=1, direct_action=True)
 
     def set(self, index, value):
         self.ctl[self.ctl.Key(index)] = self.ctl.Leaf(value)

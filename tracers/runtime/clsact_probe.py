@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from tracers.runtime.kconst import CLSACT_PARENTS
+
 
 def try_clsact(prog_fd: int) -> tuple[bool, str]:
     from pyroute2 import NetNS, netns
@@ -14,7 +16,7 @@ def try_clsact(prog_fd: int) -> tuple[bool, str]:
             ns.link("set", index=lo, state="up")
             ns.tc("add", "clsact", lo)
             ns.tc("add-filter", "bpf", lo, ":1", fd=prog_fd, name="bpfwatch-probe",
-                  parent="ffff:fff2", classid=1, direct_action=True)
+                  parent=CLSACT_PARENTS["ingress"], classid=1, direct_action=True)
         return True, "clsact qdisc + direct-action cls_bpf filter attached (in a scratch netns)"
     except Exception as exc:  # netlink errors carry (errno, text)
         return False, f"clsact/cls_bpf: {exc}"

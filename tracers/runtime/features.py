@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tracers.runtime import machine
 from tracers.runtime.capture import quiet_stderr
+from tracers.runtime.kconst import PMU_DIR, SECURITYFS, SO_ATTACH_BPF, TRACEFS
 
 PROBE_C = r"""
 #include <uapi/linux/bpf.h>
@@ -76,22 +77,20 @@ class Probe:
         return cheap()
 
     def _cheap_tracepoint(self):
-        ok = (machine.TRACEFS / "events").is_dir()
-        return Feature(ok, "tracefs events present" if ok else f"no {machine.TRACEFS}/events")
+        ok = (TRACEFS / "events").is_dir()
+        return Feature(ok, "tracefs events present" if ok else f"no {TRACEFS}/events")
 
     _cheap_raw_tracepoint = _cheap_tracepoint
 
     def _cheap_kprobe(self):
-        ok = Path("/sys/bus/event_source/devices/kprobe").exists() or \
-            (machine.TRACEFS / "kprobe_events").exists()
+        ok = (PMU_DIR / "kprobe").exists() or (TRACEFS / "kprobe_events").exists()
         return Feature(ok, "kprobe PMU present" if ok else
                        "no kprobe PMU and no kprobe_events (CONFIG_KPROBES not set)")
 
     _cheap_kretprobe = _cheap_kprobe
 
     def _cheap_uprobe(self):
-        ok = Path("/sys/bus/event_source/devices/uprobe").exists() or \
-            (machine.TRACEFS / "uprobe_events").exists()
+        ok = (PMU_DIR / "uprobe").exists() or (TRACEFS / "uprobe_events").exists()
         return Feature(ok, "uprobe PMU present" if ok else "no uprobe PMU (CONFIG_UPROBES not set)")
 
     def _cheap_perf_event(self):
@@ -139,8 +138,8 @@ class Probe:
         return Feature(h.mode != "none", f"{h.mode} {h.version}: {h.detail}".strip())
 
     def _kprobe(self, retprobe=False):
-        pmu = Path("/sys/bus/event_source/devices/kprobe")
-        if not pmu.exists() and not (machine.TRACEFS / "kprobe_events").exists():
+        pmu = PMU_DIR / "kprobe"
+        if not pmu.exists() and not (TRACEFS / "kprobe_events").exists():
             return Feature(False, "no kprobe PMU and no kprobe_events (CONFIG_KPROBES not set)")
         if retprobe and pmu.exists() and not (pmu / "format" / "retprobe").exists():
             return Feature(False, "kprobe PMU has no retprobe format")
@@ -174,7 +173,7 @@ class Probe:
 
     def _tracepoint(self):
         if not machine.tracepoint_exists("syscalls:sys_enter_getppid"):
-            return Feature(False, f"tracefs events missing under {machine.TRACEFS}")
+            return Feature(False, f"tracefs events missing under {TRACEFS}")
         self._load("on_tracepoint", "TRACEPOINT")
         self._probe_bpf.attach_tracepoint(tp="syscalls:sys_enter_getppid", fn_name="on_tracepoint")
         self._probe_bpf.detach_tracepoint(tp="syscalls:sys_enter_getppid")
@@ -228,11 +227,11 @@ class Probe:
     def _socket_filter(self):
         fn = self._load("on_socket", "SOCKET_FILTER")
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, 50, fn.fd)  # SO_ATTACH_BPF
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, fn.fd)
         return Feature(True, "attached to a packet socket with SO_ATTACH_BPF")
 
     def _lockdown(self):
-        text = _read("/sys/kernel/security/lockdown")
+        text = _read(str(SECURITYFS / "lockdown"))
         if text is None:
             return Feature(True, "no lockdown file (securityfs or LSM absent): none")
         mode = text[text.find("[") + 1:text.find("]")] if "[" in text else text

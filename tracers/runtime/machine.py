@@ -14,12 +14,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-PSEUDO_FILESYSTEMS = (
-    ("debugfs", "/sys/kernel/debug"),
-    ("tracefs", "/sys/kernel/tracing"),
-    ("securityfs", "/sys/kernel/security"),
-)
-TRACEFS = Path("/sys/kernel/tracing")
+from tracers.runtime.kconst import DEBUGFS, KPROBE_BLACKLIST, SECURITYFS, TRACEFS
+
+PSEUDO_FILESYSTEMS = (("debugfs", DEBUGFS), ("tracefs", TRACEFS), ("securityfs", SECURITYFS))
 HEADER_CACHE = Path("/var/cache/bpfwatch/kernel-headers")
 NO_HEADERS = ("no kernel headers found: install linux-headers-{release}, or Debian's generic "
               "linux-headers-amd64 for a fallback tree")
@@ -39,7 +36,7 @@ def mount_pseudo_filesystems() -> list[str]:
     """Mount debugfs, tracefs and securityfs where absent; return problems."""
     problems = []
     for fstype, path in PSEUDO_FILESYSTEMS:
-        if mounted_types().get(path) == fstype:
+        if mounted_types().get(str(path)) == fstype:
             continue
         if not os.path.isdir(path):
             problems.append(f"{fstype}: {path} does not exist (kernel built without it?)")
@@ -140,9 +137,8 @@ def raw_tracepoint_exists(name: str) -> bool:
 
 def kernel_function_traceable(name: str) -> tuple[bool, str]:
     """Can a kprobe go on this function? (listed and not blacklisted)"""
-    blacklist = Path("/sys/kernel/debug/kprobes/blacklist")
-    if blacklist.exists():
-        with open(blacklist) as f:
+    if KPROBE_BLACKLIST.exists():
+        with open(KPROBE_BLACKLIST) as f:
             if any(line.split()[-1:] == [name] for line in f):
                 return False, f"{name} is on the kprobe blacklist"
     functions = TRACEFS / "available_filter_functions"

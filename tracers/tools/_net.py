@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import sys
 
+from tracers.runtime.kconst import ETH_HLEN
 
 # -- option parsing (argparse types: bad input is one line) --------------------
 def interface(text: str) -> str:
@@ -41,11 +42,11 @@ def address_words(packed: bytes) -> list[int]:
 
 
 def link_layer_len(name: str) -> int:
-    """14 on Ethernet and loopback, 0 on raw-IP devices (tun, wireguard)."""
+    """ETH_HLEN (14) on Ethernet and loopback, 0 on raw-IP devices (tun, wireguard)."""
     from pyroute2 import IPRoute
     try:
         with IPRoute() as ipr:
             kind = ipr.get_links(socket.if_nametoindex(name))[0]["ifi_type"]
     except Exception:  # vanished since parsing: attaching will say so in one line
-        return 14
-    return 14 if kind in (1, 772) else 0  # ARPHRD_ETHER, ARPHRD_LOOPBACK
+        return ETH_HLEN
+    return ETH_HLEN if kind in (1, 772) else 0  # ARPHRD_ETHER, ARPHRD_LOOPBACK

@@ -10,15 +10,13 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from tracers import decoders, options, runner
+from tracers.runtime.kconst import KPROBE_BLACKLIST, TRACEFS
 from tracers.tools._funcs import EVENT_NAME, KERNEL_NAME, USER_NAME
 from tracers.spec import Alternative, Hook, Tracer, TracerSpec, UsageError
 
 MAX_PROBES = 1000
-TRACEFS = Path("/sys/kernel/tracing")
-BLACKLIST = Path("/sys/kernel/debug/kprobes/blacklist")
 
 
 def _alt(name: str, kind: str, target: str, feature: str) -> Alternative:
@@ -102,7 +100,7 @@ def kernel_functions() -> list[str]:
 
 def blacklisted() -> set[str]:
     try:
-        return {line.split()[-1] for line in BLACKLIST.read_text().splitlines() if line.strip()}
+        return {line.split()[-1] for line in KPROBE_BLACKLIST.read_text().splitlines() if line.strip()}
     except OSError:
         return set()
 

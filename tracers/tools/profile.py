@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tracers import options, runner
+from tracers.runtime.kconst import PMU_DIR
 from tracers.tools import _stacks
 from tracers.spec import Alternative, Hook, Tracer, TracerSpec, UsageError
 
@@ -35,8 +37,8 @@ SPEC = TracerSpec(
 
 
 
-def has_cpu_pmu(sysfs: str = "/sys/bus/event_source/devices") -> bool:
-    return any(os.path.isdir(os.path.join(sysfs, d)) for d in ("cpu", "cpu_core", "cpu_atom"))
+def has_cpu_pmu(pmus: Path = PMU_DIR) -> bool:
+    return any((pmus / d).is_dir() for d in ("cpu", "cpu_core", "cpu_atom"))
 
 
 class Profile(Tracer):
