@@ -19,11 +19,11 @@ from tracers.options import OneLineParser
 from tracers.spec import TracerSpec, UsageError
 
 PROG = "bpfwatch exporter"
-DEFAULT_LISTEN = "127.0.0.1:9435"
+DEFAULT_LISTEN = "127.0.0.1:10100"
 EXAMPLES = (
-    "bpfwatch exporter                                  # default tracers on 127.0.0.1:9435",
+    "bpfwatch exporter                                  # default tracers on 127.0.0.1:10100",
     "bpfwatch exporter --check                          # load and attach everything, then exit",
-    "bpfwatch exporter --tracers syscount,execsnoop --listen 0.0.0.0:9435",
+    "bpfwatch exporter --tracers syscount,execsnoop --listen 0.0.0.0:10100",
     "bpfwatch exporter --program exporters/examples/syscall_errors.toml",
     "bpfwatch exporter --web-config /etc/bpfwatch/web.yml   # TLS and basic auth",
 )

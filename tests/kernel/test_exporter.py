@@ -175,11 +175,11 @@ def test_default_bind_is_loopback_and_basic_auth_over_tls(tmp_path):
     web = write(tmp_path / "web.yml", f"tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
                                       f"basic_auth_users:\n  prom: '{hashed}'\n")
     proc, url = start_exporter("--tracers", "none", "--program", ERRORS_TOML, "--web-config", web,
-                               "--listen", "127.0.0.1:9435")
+                               "--listen", "127.0.0.1:10100")
     try:
-        assert url == "https://127.0.0.1:9435/metrics"
-        listening = subprocess.run(["ss", "-Hltnp", "sport = :9435"], capture_output=True, text=True).stdout
-        assert f"pid={proc.pid}," in listening and "127.0.0.1:9435" in listening
+        assert url == "https://127.0.0.1:10100/metrics"
+        listening = subprocess.run(["ss", "-Hltnp", "sport = :10100"], capture_output=True, text=True).stdout
+        assert f"pid={proc.pid}," in listening and "127.0.0.1:10100" in listening
         tls = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
 
         def get(password):
@@ -202,7 +202,7 @@ def test_default_bind_is_loopback_and_basic_auth_over_tls(tmp_path):
         assert proc.stop(signal.SIGTERM) == 0
         proc.close()
     from exporters.daemon import build_parser
-    assert build_parser().parse_args([]).listen == ("127.0.0.1", 9435)
+    assert build_parser().parse_args([]).listen == ("127.0.0.1", 10100)
 
 
 def owned_bpf_ids(pid: int) -> set:
