@@ -45,7 +45,10 @@ def print_text(data: dict) -> None:
         print(f"{name:<18} {mark}  {f['detail']}")
 
 
+PROG = "bpfwatch doctor"
+DESCRIPTION = "Probe what this kernel can do for BPF tracing."
+EXAMPLES = ("bpfwatch doctor", "bpfwatch doctor --json | jq .features.kprobe")
+
+
 def main(argv=None) -> int:
-    return probe_report_main(
-        argv, "bpfwatch doctor", "Probe what this kernel can do for BPF tracing.",
-        ("bpfwatch doctor", "bpfwatch doctor --json | jq .features.kprobe"), report, print_text)
+    return probe_report_main(argv, PROG, DESCRIPTION, EXAMPLES, report, print_text)

@@ -30,7 +30,10 @@ def print_text(data: list[dict]) -> None:
         print(f"{row['tracer']:<12} {where}")
 
 
+PROG = "bpfwatch list"
+DESCRIPTION = "List tracers with the hook each would use here."
+EXAMPLES = ("bpfwatch list", "bpfwatch list --json")
+
+
 def main(argv=None) -> int:
-    return probe_report_main(
-        argv, "bpfwatch list", "List tracers with the hook each would use here.",
-        ("bpfwatch list", "bpfwatch list --json"), rows, print_text)
+    return probe_report_main(argv, PROG, DESCRIPTION, EXAMPLES, rows, print_text)

@@ -8,14 +8,19 @@ import sys
 
 from tracers.options import OneLineParser
 
-def probe_report_main(argv, prog: str, description: str, examples: tuple[str, ...],
-                      collect, print_text) -> int:
-    """doctor and list: collect(probe) -> data, printed as JSON or text."""
+def build_parser(prog: str, description: str, examples: tuple[str, ...]) -> OneLineParser:
+    """Also read by the man page generator (tracers/packaging/manpages.py)."""
     parser = OneLineParser(prog=prog, description=description,
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
     parser.add_argument("--json", action="store_true", help="print JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def probe_report_main(argv, prog: str, description: str, examples: tuple[str, ...],
+                      collect, print_text) -> int:
+    """doctor and list: collect(probe) -> data, printed as JSON or text."""
+    args = build_parser(prog, description, examples).parse_args(argv)
     from tracers import runtime
     try:
         runtime.require_root()
