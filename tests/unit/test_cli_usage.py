@@ -61,3 +61,15 @@ def test_stack_letters_follow_bcc():
     prof = options.build_parser(classes["profile"]())
     assert prof.parse_args(["-U"]).user_stacks_only and prof.parse_args(["-K"]).kernel_stacks_only
     assert "--user-threads-only" not in prof.format_help()  # bcc's profile has no -u/-k
+
+
+def test_doctor_prints_headers_once(capsys):
+    from tracers import doctor
+    data = {"kernel": "6.18.0", "headers": {"mode": "fallback", "version": "6.1.0-57-amd64", "path": "/x"},
+            "mount_problems": [],
+            "features": {"btf": {"available": True, "detail": "present"},
+                         "headers": {"available": True, "detail": "fallback 6.1.0-57-amd64: ..."}},
+            "syscall_names": {"available": True, "detail": "368 names", "unnamed": []}}
+    doctor.print_text(data)
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["kernel", "btf", "headers", "syscall_names"]
