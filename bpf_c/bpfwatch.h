@@ -4,10 +4,12 @@
 #ifndef BPFWATCH_H
 #define BPFWATCH_H
 
-// Self-telemetry, read by tracers/runtime/stats.py: keep indexes in step.
-#define BPFWATCH_STAT_EVENTS_DROPPED 0
-#define BPFWATCH_STAT_MAP_UPDATE_FAILURES 1
-BPF_PERCPU_ARRAY(bpfwatch_stats, u64, 2);
+// Self-telemetry: tracers/runtime/stats.py reads it and passes its indexes.
+#if !defined(BPFWATCH_STATS) || !defined(BPFWATCH_STAT_EVENTS_DROPPED) || \
+    !defined(BPFWATCH_STAT_MAP_UPDATE_FAILURES)
+#error "BPFWATCH_STAT_* must be passed by Python (tracers/runtime/stats.py)"
+#endif
+BPF_PERCPU_ARRAY(bpfwatch_stats, u64, BPFWATCH_STATS);
 
 static __always_inline void bpfwatch_count(int index)
 {

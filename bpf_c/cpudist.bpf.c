@@ -3,16 +3,10 @@
 // tgid come from helpers at switch-out; off-CPU stints carry the tgid they
 // were stamped with to the switch-in.
 #include "bpfwatch.h"
+#include "sched.h"
 
-#ifndef UNIT_NS
-#define UNIT_NS 1000  // usecs; -m passes 1000000
-#endif
-
-#ifdef HOOK_RAW_TRACEPOINT
-#include <linux/sched.h>
-#ifndef OFF_TASK_PID
-#define OFF_TASK_PID offsetof(struct task_struct, pid)
-#endif
+#ifndef UNIT_NS  // ns per unit: 1000 (usecs) or 1000000 (-m)
+#error "UNIT_NS must be passed by Python (tracers/tools/cpudist.py)"
 #endif
 
 struct stamp {
@@ -36,31 +30,22 @@ BPF_HASH(dist_pid, struct pid_key, u64, 65536);
 static __always_inline void account(u32 tgid, u64 delta_ns)
 {
     u64 v = delta_ns / UNIT_NS;
-    u32 slot = bpfwatch_log2_slot(v), zero = 0;
+    u32 slot = bpfwatch_log2_slot(v), first = 0;
+    bpfwatch_hist_add(dist.lookup(&slot), dist_sum.lookup(&first), v);
 #ifdef PER_PROCESS
+    u64 zero = 0;
     struct pid_key key = {.pid = tgid, .slot = slot};
-    u64 one = 1, *count = dist_pid.lookup(&key);
-    if (count)
-        __sync_fetch_and_add(count, 1);
-    else if (dist_pid.update(&key, &one))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_add(dist_pid.lookup_or_try_init(&key, &zero), 1);
 #endif
-    u64 *c = dist.lookup(&slot);
-    if (c)
-        (*c)++;
-    u64 *sum = dist_sum.lookup(&zero);
-    if (sum)
-        *sum += v;
 }
 
 static __always_inline void stamp(u32 tid, u32 tgid)
 {
     struct stamp s = {.ts = bpf_ktime_get_ns(), .tgid = tgid};
-    if (start.update(&tid, &s))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_checked_update(start.update(&tid, &s));
 }
 
-static __always_inline void switched(u32 prev, u32 next)
+static __always_inline void switched(void *ctx, u32 prev, u32 next)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;  // prev's
     if (prev && !bpfwatch_filtered_out()) {
@@ -88,21 +73,4 @@ static __always_inline void switched(u32 prev, u32 next)
 #endif
 }
 
-#ifdef HOOK_TRACEPOINT
-int on_sched_switch(struct tracepoint__sched__sched_switch *args)
-{
-    switched(args->prev_pid, args->next_pid);
-    return 0;
-}
-#endif
-
-#ifdef HOOK_RAW_TRACEPOINT
-// sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, ...)
-int on_sched_switch(struct bpf_raw_tracepoint_args *ctx)
-{
-    u32 next = 0;
-    bpf_probe_read_kernel(&next, sizeof(next), (char *)ctx->args[2] + OFF_TASK_PID);
-    switched((u32)bpf_get_current_pid_tgid(), next);
-    return 0;
-}
-#endif
+BW_SCHED_SWITCH_ENTRY

@@ -5,7 +5,7 @@
 #include "bpfwatch.h"
 
 #ifndef NPROBES
-#define NPROBES 1
+#error "NPROBES must be passed by Python (tracers/tools/funccount.py)"
 #endif
 
 BPF_PERCPU_ARRAY(counts, u64, NPROBES);  // probe index -> calls

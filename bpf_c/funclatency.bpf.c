@@ -3,8 +3,8 @@
 // fentry/fexit alike: they read no arguments, only the clock.
 #include "bpfwatch.h"
 
-#ifndef UNIT_NS
-#define UNIT_NS 1  // nsecs; -u passes 1000, -m 1000000
+#ifndef UNIT_NS  // ns per unit: 1, 1000 (-u) or 1000000 (-m)
+#error "UNIT_NS must be passed by Python (tracers/tools/funclatency.py)"
 #endif
 
 BPF_HASH(start, u32, u64, 10240);     // tid -> entry time
@@ -17,25 +17,19 @@ int on_entry(void *ctx)
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
     u64 now = bpf_ktime_get_ns();
-    if (start.update(&tid, &now))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_checked_update(start.update(&tid, &now));
     return 0;
 }
 
 int on_return(void *ctx)
 {
-    u32 tid = bpf_get_current_pid_tgid(), zero = 0;
+    u32 tid = bpf_get_current_pid_tgid(), first = 0;
     u64 *began = start.lookup(&tid);
     if (!began)
         return 0;
     u64 delta = (bpf_ktime_get_ns() - *began) / UNIT_NS;
     start.delete(&tid);
     u32 slot = bpfwatch_log2_slot(delta);
-    u64 *c = dist.lookup(&slot);
-    if (c)
-        (*c)++;
-    u64 *sum = dist_sum.lookup(&zero);
-    if (sum)
-        *sum += delta;
+    bpfwatch_hist_add(dist.lookup(&slot), dist_sum.lookup(&first), delta);
     return 0;
 }

@@ -11,7 +11,7 @@
 
 // Bytes before the IP header: 14 on Ethernet (and lo), 0 on raw-IP devices.
 #ifndef L2_LEN
-#define L2_LEN 14
+#error "L2_LEN must be passed by Python (tracers/tools/_net.py)"
 #endif
 
 struct bpfwatch_pkt {

@@ -4,9 +4,10 @@
 // tgid/comm of the task whose wait ended: that wait is parked in `pending`
 // at switch-in and accounted at its next switch-out, when it is current.
 #include "bpfwatch.h"
+#include "sched.h"
 
-#ifndef UNIT_NS
-#define UNIT_NS 1000  // usecs; -m passes 1000000
+#ifndef UNIT_NS  // ns per unit: 1000 (usecs) or 1000000 (-m)
+#error "UNIT_NS must be passed by Python (tracers/tools/runqlat.py)"
 #endif
 // Tracepoint prev_state: bits 0..7 are sleeping states (S D T t X Z P I);
 // a preempted task reports 0 or TASK_REPORT_MAX (0x100): still runnable.
@@ -16,15 +17,10 @@
 #define DEFER 1
 #endif
 
-// Offsets into task_struct for raw tracepoints: from kernel BTF (-D).
-#ifdef HOOK_RAW_TRACEPOINT
+// Raw tracepoints read the state of prev too (OFF_TASK_PID: sched.h).
+#if defined(HOOK_RAW_TRACEPOINT) && !defined(OFF_TASK_STATE)
 #include <linux/sched.h>
-#ifndef OFF_TASK_PID
-#define OFF_TASK_PID offsetof(struct task_struct, pid)
-#endif
-#ifndef OFF_TASK_STATE
 #define OFF_TASK_STATE offsetof(struct task_struct, __state)
-#endif
 #endif
 
 struct pid_key {
@@ -45,21 +41,13 @@ BPF_HASH(dist_pid, struct pid_key, u64, 65536);
 static __always_inline void account(u32 id, u64 delta_ns)
 {
     u64 v = delta_ns / UNIT_NS;
-    u32 slot = bpfwatch_log2_slot(v), zero = 0;
+    u32 slot = bpfwatch_log2_slot(v), first = 0;
+    bpfwatch_hist_add(dist.lookup(&slot), dist_sum.lookup(&first), v);
 #if defined(PER_PROCESS) || defined(PER_THREAD)
+    u64 zero = 0;
     struct pid_key key = {.pid = id, .slot = slot};
-    u64 one = 1, *count = dist_pid.lookup(&key);
-    if (count)
-        __sync_fetch_and_add(count, 1);
-    else if (dist_pid.update(&key, &one))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_add(dist_pid.lookup_or_try_init(&key, &zero), 1);
 #endif
-    u64 *c = dist.lookup(&slot);
-    if (c)
-        (*c)++;
-    u64 *sum = dist_sum.lookup(&zero);
-    if (sum)
-        *sum += v;
 }
 
 static __always_inline void enqueued(u32 tid, int keep_older)
@@ -68,9 +56,10 @@ static __always_inline void enqueued(u32 tid, int keep_older)
         return;  // idle
     u64 now = bpf_ktime_get_ns();
     // A wakeup of a task already queued (preempted) keeps the older time.
-    int err = keep_older ? start.insert(&tid, &now) : start.update(&tid, &now);
-    if (err && !keep_older)
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    if (keep_older)
+        start.insert(&tid, &now);  // fails when queued already: that is the point
+    else
+        bpfwatch_checked_update(start.update(&tid, &now));
 }
 
 static __always_inline void switched(u32 prev, int prev_runnable, u32 next)
@@ -103,8 +92,7 @@ static __always_inline void switched(u32 prev, int prev_runnable, u32 next)
     u64 delta = bpf_ktime_get_ns() - *ts;
     start.delete(&next);
 #ifdef DEFER
-    if (pending.update(&next, &delta))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_checked_update(pending.update(&next, &delta));
 #else
     account(0, delta);
 #endif
@@ -131,17 +119,10 @@ int on_sched_switch(struct tracepoint__sched__sched_switch *args)
 #endif
 
 #ifdef HOOK_RAW_TRACEPOINT
-static __always_inline u32 task_tid(void *task)
-{
-    u32 pid = 0;
-    bpf_probe_read_kernel(&pid, sizeof(pid), (char *)task + OFF_TASK_PID);
-    return pid;
-}
-
 // sched_wakeup(_new)(struct task_struct *p)
 int on_sched_wakeup(struct bpf_raw_tracepoint_args *ctx)
 {
-    enqueued(task_tid((void *)ctx->args[0]), 1);
+    enqueued(bw_task_tid((const void *)ctx->args[0]), 1);
     return 0;
 }
 
@@ -151,7 +132,7 @@ int on_sched_switch(struct bpf_raw_tracepoint_args *ctx)
     unsigned int state = 0;
     bpf_probe_read_kernel(&state, sizeof(state), (char *)ctx->args[1] + OFF_TASK_STATE);
     int runnable = ctx->args[0] || state == 0;  // preempted, or TASK_RUNNING
-    switched((u32)bpf_get_current_pid_tgid(), runnable, task_tid((void *)ctx->args[2]));
+    switched((u32)bpf_get_current_pid_tgid(), runnable, bw_task_tid((const void *)ctx->args[2]));
     return 0;
 }
 #endif

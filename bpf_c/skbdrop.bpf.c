@@ -56,14 +56,6 @@ BPF_HASH(drops, struct drop_key, u64, 4096);
 BPF_TABLE("lru_hash", struct loc_key, u64, drops_at, 10240);
 #endif
 
-static __always_inline void bump(u64 *counter)
-{
-    if (counter)
-        __sync_fetch_and_add(counter, 1);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
-}
-
 int on_kfree_skb(struct tracepoint__skb__kfree_skb *args)
 {
 #ifdef FILTER_NETNS
@@ -72,11 +64,11 @@ int on_kfree_skb(struct tracepoint__skb__kfree_skb *args)
 #endif
     u64 zero = 0;
     struct drop_key k = {.reason = args->reason, .protocol = args->protocol};
-    bump(drops.lookup_or_try_init(&k, &zero));
+    bpfwatch_add(drops.lookup_or_try_init(&k, &zero), 1);
 #ifdef BY_LOCATION
     struct loc_key lk = {.reason = k.reason, .protocol = k.protocol,
                          .location = (u64)args->location};
-    bump(drops_at.lookup_or_try_init(&lk, &zero));
+    bpfwatch_add(drops_at.lookup_or_try_init(&lk, &zero), 1);
 #endif
     return 0;
 }

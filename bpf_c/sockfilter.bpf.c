@@ -6,11 +6,10 @@
 #include "bpfwatch.h"
 #include "packet.h"
 
-#ifndef FILTER_PORTS
-#define FILTER_PORTS 0
-#endif
-#ifndef FILTER_HOSTS
-#define FILTER_HOSTS 0
+#if !defined(FILTER_PORTS) || !defined(FILTER_HOSTS)
+#error "FILTER_PORTS and FILTER_HOSTS must be passed by Python (tracers/tools/sockfilter.py)"
+#elif FILTER_PORTS > 4 || FILTER_HOSTS > 4
+#error "sockfilter.bpf.c has 4 --port and 4 --host slots"
 #endif
 
 struct match_key {
@@ -84,12 +83,10 @@ int on_packet(struct __sk_buff *skb)
     if (!port_ok(&p) || !host_ok(&p))
         return 0;
     struct match_key key = {.family = p.family, .proto = p.proto};
-    struct counts zero = {}, *c = matches.lookup_or_try_init(&key, &zero);
+    struct counts zero = {}, *c = bpfwatch_checked_init(matches.lookup_or_try_init(&key, &zero));
     if (c) {
         __sync_fetch_and_add(&c->packets, 1);
         __sync_fetch_and_add(&c->bytes, skb->len);
-    } else {
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
     }
 #ifdef COUNT_ONLY
     return 0;  // counted in the kernel; nothing to copy to user space

@@ -5,10 +5,6 @@
 #include "bpfwatch.h"
 #include "tcpcommon.h"
 
-#ifndef EMIT_EVENTS
-#define EMIT_EVENTS 0  // the CLI streams (1); the exporter only counts (0)
-#endif
-
 struct retrans_event {
     u64 ts;
     u32 state;
@@ -24,17 +20,9 @@ BPF_HASH(retrans_by_state, struct state_key, u64, 64);
 #ifdef COUNT_FLOWS
 BPF_TABLE("lru_hash", struct tcp_tuple, u64, flows, 10240);
 #endif
-#if EMIT_EVENTS
+#ifndef COUNT_ONLY  // the exporter only counts
 BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
 #endif
-
-static __always_inline void bump(u64 *counter)
-{
-    if (counter)
-        __sync_fetch_and_add(counter, 1);
-    else
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
-}
 
 static __always_inline int on_retrans(struct tcp_tuple *t, u32 state)
 {
@@ -42,11 +30,11 @@ static __always_inline int on_retrans(struct tcp_tuple *t, u32 state)
         return 0;
     u64 zero = 0;
     struct state_key sk = {.family = t->family, .state = state};
-    bump(retrans_by_state.lookup_or_try_init(&sk, &zero));
+    bpfwatch_add(retrans_by_state.lookup_or_try_init(&sk, &zero), 1);
 #ifdef COUNT_FLOWS
-    bump(flows.lookup_or_try_init(t, &zero));
+    bpfwatch_add(flows.lookup_or_try_init(t, &zero), 1);
 #endif
-#if EMIT_EVENTS
+#ifndef COUNT_ONLY
     struct retrans_event e = {.state = state};
     e.ts = bpf_ktime_get_ns();
     COPY_TUPLE(&e, t);

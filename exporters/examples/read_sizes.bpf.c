@@ -22,19 +22,11 @@ static __always_inline int record(long ret)
         return 0;
     struct slot_key key = {.slot = bpfwatch_log2_slot(ret)};
     bpf_get_current_comm(key.comm, sizeof(key.comm));
-    u64 one = 1, bytes = ret;
-    u64 *n = read_sizes.lookup(&key);
-    if (n)
-        __sync_fetch_and_add(n, 1);
-    else if (read_sizes.update(&key, &one))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    u64 zero = 0;
+    bpfwatch_add(read_sizes.lookup_or_try_init(&key, &zero), 1);  // bpfwatch.h: counts a full map
     struct comm_key ckey = {};
     __builtin_memcpy(ckey.comm, key.comm, sizeof(ckey.comm));
-    u64 *total = read_bytes.lookup(&ckey);
-    if (total)
-        __sync_fetch_and_add(total, bytes);
-    else if (read_bytes.update(&ckey, &bytes))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    bpfwatch_add(read_bytes.lookup_or_try_init(&ckey, &zero), ret);
     return 0;
 }
 

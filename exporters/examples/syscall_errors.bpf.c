@@ -19,14 +19,8 @@ static __always_inline int count(u64 nr, long ret)
     if (ret >= 0 || ret < -4095)
         return 0;
     struct err_key key = {.nr = nr, .err = -ret};
-    u64 *n = errors.lookup(&key);
-    if (n) {
-        __sync_fetch_and_add(n, 1);
-        return 0;
-    }
-    u64 one = 1;
-    if (errors.update(&key, &one))
-        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
+    u64 zero = 0;
+    bpfwatch_add(errors.lookup_or_try_init(&key, &zero), 1);  // bpfwatch.h: counts a full map
     return 0;
 }
 

@@ -98,24 +98,25 @@ def test_listen_addresses_default_to_loopback():
     import argparse
 
     from exporters.daemon import build_parser, listen_address
-    assert build_parser().parse_args([]).listen == ("127.0.0.1", 10100)
+    assert build_parser().parse_args([]).listen == ("127.0.0.1", 9435)
     assert listen_address("0.0.0.0:80") == ("0.0.0.0", 80)
-    assert listen_address("[::1]:10100") == ("::1", 10100)
-    assert listen_address(":10100") == ("", 10100)  # every interface: only when asked
-    for bad in ("10100", "localhost:10100", "127.0.0.1:99999", "127.0.0.1:http"):
+    assert listen_address("[::1]:9435") == ("::1", 9435)
+    assert listen_address(":9435") == ("", 9435)  # every interface: only when asked
+    for bad in ("9435", "localhost:9435", "127.0.0.1:99999", "127.0.0.1:http"):
         with pytest.raises(argparse.ArgumentTypeError):
             listen_address(bad)
 
 
 def test_builtin_tracers_run_with_their_cli_defaults_and_exporter_settings():
     from exporters.daemon import builtin_job
-    from tracers.tools import execsnoop
-    from tracers.tools import syscount
+    from tracers.tools import biolatency, execsnoop, syscount
     job = builtin_job(syscount.TRACER)
     assert job.skip == {"on_sys_exit"} and "COUNT_AT_EXIT" not in job.defines
     job = builtin_job(execsnoop.TRACER)
-    assert job.defines["EXPORTER_COUNTS"] == 1
-    assert {"on_execve_enter", "on_exec"} <= job.skip
+    assert job.defines["COUNT_ONLY"] == 1
+    assert job.skip == {"on_execve_enter", "on_execveat_enter", "on_exec"}  # the hooks marked cli_only
+    job = builtin_job(biolatency.TRACER)
+    assert "on_insert" in job.skip and "on_complete" not in job.skip
 
 
 def test_wrong_types_and_bytes_are_one_line(tmp_path, cert):

@@ -12,6 +12,7 @@ from typing import Callable
 from tracers.runtime import planner
 from tracers.runtime.capture import quiet_stderr
 from tracers.runtime.errors import BpfwatchError, LoadError, Stop
+from tracers.runtime.stats import STAT_DEFINES
 from tracers.spec import Hook, TracerSpec
 
 DEFINE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -31,14 +32,15 @@ def cflags_for(defines: dict[str, int]) -> list[str]:
 
 
 def c_source(spec: TracerSpec) -> str:
-    """The shared header, then the tracer's file.
+    """The numbers the header shares with Python, the header, then the tracer's file.
 
     BCC rewrites map calls (table.lookup(...)) only in the main file, so the
     header is prepended rather than #included; its guard makes the
     tracer's own #include "bpfwatch.h" a no-op.
     """
     files = importlib.resources.files("bpf_c")
-    return (files.joinpath("bpfwatch.h").read_text()
+    shared = "".join(f"#define {name} {value}\n" for name, value in STAT_DEFINES.items())
+    return (shared + files.joinpath("bpfwatch.h").read_text()
             + line_directive(spec.c_file) + files.joinpath(spec.c_file).read_text())
 
 

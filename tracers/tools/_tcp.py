@@ -1,6 +1,6 @@
 """Shared by the TCP tracers: options, -D filters and tuple decoding.
 
-The C side is bpf_c/_tcp.h (struct tcp_tuple, port slots, filters).
+The C side is bpf_c/tcpcommon.h (struct tcp_tuple, port slots, filters).
 """
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ import time
 
 from tracers import decoders, runner
 from tracers.output import pcap
+from tracers.runtime.kconst import ETH_HLEN
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
-from tracers.tools._net import address_words, cidr, interface, port
+from tracers.tools._net import address_words, cidr, interface, link_layer_len, port
 
 MAX_PORTS = MAX_HOSTS = 4  # slots in bpf_c/sockfilter.bpf.c
 PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132}
@@ -144,10 +145,9 @@ class Sockfilter(Tracer):
             out["FILTER_PROTO"] = args.proto
         if not args.write:
             out["COUNT_ONLY"] = 1
-        if args.interface:
-            from tracers.tools._net import link_layer_len
-            out["L2_LEN"] = link_layer_len(args.interface)
-        return {k: v for k, v in out.items() if v or k not in ("FILTER_PORTS", "FILTER_HOSTS")}
+        # every interface (no -i): packet sockets see Ethernet-like frames
+        out["L2_LEN"] = link_layer_len(args.interface) if args.interface else ETH_HLEN
+        return out
 
     def attachers(self, args) -> dict:
         def attach(session, hook) -> None:

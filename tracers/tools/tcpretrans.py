@@ -24,7 +24,7 @@ SPEC = TracerSpec(
                                                Label("state", "state", "tcp_state"))),
     ),
     events_map="events",
-    exporter_defines={"EMIT_EVENTS": 0},
+    exporter_defines={"COUNT_ONLY": 1},
     exporter_default=True,  # one counter per (family, state): cheap and bounded
     examples=(
         "bpfwatch tcpretrans                  # every retransmission",
@@ -83,9 +83,7 @@ class TcpRetrans(Tracer):
     def defines(self, args) -> dict[str, int]:
         out = _tcp.filter_defines(args, "tcpretrans")
         if args.count:
-            out["COUNT_FLOWS"] = 1
-        else:
-            out["EMIT_EVENTS"] = 1
+            out.update(COUNT_FLOWS=1, COUNT_ONLY=1)
         return out
 
     def run(self, session, args) -> int:
