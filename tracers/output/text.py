@@ -1,4 +1,4 @@
-"""Output formatting shared by all tracers: histograms, tables, JSON lines.
+"""Histograms: text (bcc layouts) and Prometheus buckets.
 
 Log2 histogram convention (the C side must follow it exactly)
 -------------------------------------------------------------
@@ -22,12 +22,8 @@ ebpf_exporter also labels exp2 bucket k with 2**k.)
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 from typing import Iterable, Mapping, Sequence
-
-from tracers import decoders
 
 _STARS = 40  # bar width of bcc's print_log2_hist
 
@@ -127,46 +123,3 @@ def cumulative_buckets(log2_counts: Mapping | Sequence, multiplier: float = 1.0,
     out.append((math.inf, sum(counts)))
     return out
 
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (bytes, bytearray)):
-        return decoders.text(value)
-    return str(value)
-
-
-def table(rows: Iterable[Mapping], columns: Sequence[tuple[str, str, int]]) -> str:
-    """Fixed-width text table; columns are (key, header, width).
-
-    Width > 0 left-aligns, width < 0 right-aligns (numbers).  Long values are
-    not cut (they push the row right); the last column is never padded.
-    """
-    def line(cells: list[str]) -> str:
-        parts = [c.ljust(w) if w >= 0 else c.rjust(-w) for c, (_, _, w) in zip(cells, columns)]
-        return " ".join(parts).rstrip()
-
-    out = [line([h for _, h, _ in columns])]
-    out += [line([_cell(row.get(k)) for k, _, _ in columns]) for row in rows]
-    return "\n".join(out)
-
-
-def _plain(obj):
-    """Make obj JSON-ready: bytes (keys too) become safe text."""
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return decoders.text(obj)
-    if isinstance(obj, Mapping):
-        return {_plain(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def json_line(obj) -> str:
-    """One compact JSON object per event; keys keep their order, UTF-8 kept."""
-    return json.dumps(_plain(obj), ensure_ascii=False, separators=(",", ":"))
-
-
-def timestamp(when: float | None = None) -> str:
-    """Local "HH:MM:SS" for event lines (when: epoch seconds, default now)."""
-    return time.strftime("%H:%M:%S", time.localtime(when))
