@@ -13,51 +13,8 @@
 #error "guard: layout, GUARD_SELF_PID and rule masks are passed by tracers/tools/guard.py"
 #endif
 
-// Kernel struct offsets: from BTF (-D) unless the headers match the kernel.
-#if !defined(OFF_TASK_REAL_PARENT) || !defined(OFF_TASK_TGID) || !defined(OFF_TASK_COMM) || \
-    !defined(OFF_TASK_MM) || !defined(OFF_MM_ARG_START) || !defined(OFF_MM_ARG_END) || \
-    !defined(OFF_BINPRM_FILE) || !defined(OFF_BINPRM_FILENAME) || !defined(OFF_BINPRM_INTERP) || \
-    !defined(OFF_FILE_INODE) || !defined(OFF_INODE_NLINK)
-#include <linux/sched.h>
-#include <linux/mm_types.h>
-#include <linux/binfmts.h>
-#include <linux/fs.h>
-#endif
-#ifndef OFF_TASK_REAL_PARENT
-#define OFF_TASK_REAL_PARENT offsetof(struct task_struct, real_parent)
-#endif
-#ifndef OFF_TASK_TGID
-#define OFF_TASK_TGID offsetof(struct task_struct, tgid)
-#endif
-#ifndef OFF_TASK_COMM
-#define OFF_TASK_COMM offsetof(struct task_struct, comm)
-#endif
-#ifndef OFF_TASK_MM
-#define OFF_TASK_MM offsetof(struct task_struct, mm)
-#endif
-#ifndef OFF_MM_ARG_START
-#define OFF_MM_ARG_START offsetof(struct mm_struct, arg_start)
-#endif
-#ifndef OFF_MM_ARG_END
-#define OFF_MM_ARG_END offsetof(struct mm_struct, arg_end)
-#endif
-#ifndef OFF_BINPRM_FILE
-#define OFF_BINPRM_FILE offsetof(struct linux_binprm, file)
-#endif
-#ifndef OFF_BINPRM_FILENAME
-#define OFF_BINPRM_FILENAME offsetof(struct linux_binprm, filename)
-#endif
-#ifndef OFF_BINPRM_INTERP
-#define OFF_BINPRM_INTERP offsetof(struct linux_binprm, interp)
-#endif
-#ifndef OFF_FILE_INODE
-#define OFF_FILE_INODE offsetof(struct file, f_inode)
-#endif
-#ifndef OFF_INODE_NLINK
-#define OFF_INODE_NLINK offsetof(struct inode, i_nlink)
-#endif
+#include "guard_paths.h"
 
-#define PATH_LEN 256
 #define ARGS_LEN 256  // raw argv area per exec alert (NUL-separated), 255 bytes used
 #define X86_O_CREAT 00000100
 #define X86_O_TRUNC 00001000
@@ -114,11 +71,12 @@ struct alert {
     u8 addr[16];
     char comm[16];
     char parent_comm[16];
-    char path[PATH_LEN];
+    char path[PATH_LEN];  // as the caller passed it
+    char file[PATH_LEN];  // the file's own path, from the kernel's dentries (exec; relative opens)
     char args[ARGS_LEN];
 };
 
-struct retry {  // a path or address unreadable at entry: read again at exit
+struct retry {  // a path or address unreadable at entry, or a relative path: at exit
     u64 ptr;
     u64 flags;
 };
@@ -133,6 +91,7 @@ BPF_HASH(alerts, struct counter_key, u64, GUARD_KINDS * GUARD_RULES_PER_KIND);
 BPF_PERCPU_ARRAY(unreadable, u64, 1);
 BPF_PERCPU_ARRAY(scratch, struct alert, 1);
 BPF_PERCPU_ARRAY(lookup_key, struct path_key, 1);
+BPF_PERCPU_ARRAY(resolved_path, struct resolved, 1);
 BPF_HASH(retry_open, u32, struct retry, 4096);
 BPF_HASH(retry_connect, u32, struct retry, 4096);
 #ifndef GUARD_COUNT_ONLY
@@ -182,6 +141,7 @@ static __always_inline struct alert *begin_alert(void)
     a->family = 0;
     a->port = 0;
     a->path[0] = 0;
+    a->file[0] = 0;
     bpf_get_current_comm(a->comm, sizeof(a->comm));
     bpf_probe_read_kernel(&parent, sizeof(parent), task + OFF_TASK_REAL_PARENT);
     bpf_probe_read_kernel(&a->ppid, sizeof(a->ppid), parent + OFF_TASK_TGID);
@@ -316,6 +276,31 @@ static __always_inline struct path_key *path_key(void)
     return lookup_key.lookup(&zero);
 }
 
+static __always_inline u32 resolve_file(char *file, char **start)
+{
+    u32 zero = 0;
+    return resolve_into(resolved_path.lookup(&zero), file, start);
+}
+
+// The resolved path into the lookup key (and the alert, when there is one).
+static __always_inline u32 resolved_candidates(u32 kind, struct path_key *key, char *file)
+{
+    char *start = 0;
+    u32 len = resolve_file(file, &start);
+    if (!len || !start)
+        return 0;
+    bpf_probe_read_kernel(key->path, sizeof(key->path), start);
+    return path_candidates(kind, key, len);
+}
+
+static __always_inline void resolved_into(struct alert *a, char *file)
+{
+    char *start = 0;
+    a->file[0] = 0;
+    if (resolve_file(file, &start) && start)
+        bpf_probe_read_kernel_str(a->file, sizeof(a->file), start);
+}
+
 // ---- exec and fileless exec: after the new image is in place, before it runs
 int on_exec(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -336,6 +321,9 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
         len = bpf_probe_read_kernel_str(key->path, sizeof(key->path), interp);
         exec_mask |= path_candidates(KIND_EXEC, key, len);
     }
+    char *exe = 0;  // what really runs: "./x" from /tmp is /tmp/x
+    bpf_probe_read_kernel(&exe, sizeof(exe), bprm + OFF_BINPRM_FILE);
+    exec_mask |= resolved_candidates(KIND_EXEC, key, exe);
 #endif
 #if GUARD_MASK_FILELESS_EXEC
     char *file = 0, *inode = 0;
@@ -353,6 +341,9 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
     const char *name = 0;
     bpf_probe_read_kernel(&name, sizeof(name), bprm + OFF_BINPRM_FILENAME);
     bpf_probe_read_kernel_str(a->path, sizeof(a->path), name);
+    char *executed = 0;
+    bpf_probe_read_kernel(&executed, sizeof(executed), bprm + OFF_BINPRM_FILE);
+    resolved_into(a, executed);
     // argv is already on the new stack: mm->arg_start .. arg_end
     char *task = (char *)bpf_get_current_task(), *mm = 0;
     u64 start = 0, end = 0;
@@ -371,61 +362,18 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 }
 
 // ---- open: the path at entry; if it is not paged in yet, again at exit
-// The first '/' in p[from .. from+12), or 0: a pid, "self" or "thread-self" fits.
-static __always_inline u32 slash_after(const char *p, u32 from)
+static __always_inline void open_later(const char *path, u32 flags)
 {
-    for (u32 i = 0; i < 12; i++) {
-        u32 k = from + i;
-        if (k >= GUARD_PATH_KEY_LEN)
-            return 0;
-        if (p[k] == '/')
-            return k;
-        if (p[k] == 0)
-            return 0;
-    }
-    return 0;
+    u32 tid = bpf_get_current_pid_tgid();
+    struct retry r = {.ptr = (u64)path, .flags = flags};
+    if (retry_open.update(&tid, &r))
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
 }
 
-static __always_inline int mem_at(const char *p, u32 k)  // "/mem" then the NUL at p[k]
+// key holds the absolute path (as passed, or resolved: then file is set).
+static __always_inline int open_matched(struct path_key *key, int len, const char *path, u32 flags,
+                                        char *file)
 {
-    return p[k] == '/' && p[k + 1] == 'm' && p[k + 2] == 'e' && p[k + 3] == 'm' && p[k + 4] == 0;
-}
-
-// /proc/<x>/mem or /proc/<x>/task/<y>/mem (x, y up to 11 bytes), NUL-terminated
-static __always_inline int is_proc_mem(const char *p)
-{
-    if (p[0] != '/' || p[1] != 'p' || p[2] != 'r' || p[3] != 'o' || p[4] != 'c' || p[5] != '/')
-        return 0;
-    u32 s = slash_after(p, 6);
-    if (s < 7 || s > GUARD_PATH_KEY_LEN - 6)
-        return 0;
-    if (mem_at(p, s))
-        return 1;
-    if (p[s + 1] != 't' || p[s + 2] != 'a' || p[s + 3] != 's' || p[s + 4] != 'k' || p[s + 5] != '/')
-        return 0;
-    u32 t = slash_after(p, s + 6);
-    if (t < s + 7 || t > GUARD_PATH_KEY_LEN - 5)
-        return 0;
-    return mem_at(p, t);
-}
-
-static __always_inline int check_open(const char *path, u32 flags, int at_exit)
-{
-    struct path_key *key = path_key();
-    if (!key)
-        return 0;
-    int len = bpf_probe_read_user_str(key->path, sizeof(key->path), path);
-    if (len <= 0) {
-        if (at_exit) {
-            count_unreadable();
-            return 0;
-        }
-        u32 tid = bpf_get_current_pid_tgid();
-        struct retry r = {.ptr = (u64)path, .flags = flags};
-        if (retry_open.update(&tid, &r))
-            bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);
-        return 0;
-    }
     u32 open_mask = 0, mem_mask = 0;
 #if GUARD_MASK_OPEN
     open_mask = path_candidates(KIND_OPEN, key, len);
@@ -441,16 +389,28 @@ static __always_inline int check_open(const char *path, u32 flags, int at_exit)
         return 0;
     a->flags = flags;
     bpf_probe_read_user_str(a->path, sizeof(a->path), path);
+    if (file)
+        resolved_into(a, file);
     match(KIND_OPEN, open_mask & GUARD_MASK_OPEN);
     match(KIND_PROC_MEM_WRITE, mem_mask & GUARD_MASK_PROC_MEM_WRITE);
     return 0;
 }
 
+// An absolute path is matched at entry. A relative one (or one not paged
+// in yet) waits for the exit: then the new fd's file gives the real path.
 static __always_inline int open_enter(const char *path, u32 flags)
 {
     if (bpfwatch_filtered_out())
         return 0;
-    return check_open(path, flags, 0);
+    struct path_key *key = path_key();
+    if (!key)
+        return 0;
+    int len = bpf_probe_read_user_str(key->path, sizeof(key->path), path);
+    if (len <= 0 || key->path[0] != '/') {
+        open_later(path, flags);
+        return 0;
+    }
+    return open_matched(key, len, path, flags, 0);
 }
 
 int on_open_enter(struct sys_enter_args *ctx)
@@ -478,7 +438,26 @@ int on_open_exit(struct sys_exit_args *ctx)
         return 0;
     struct retry copy = *r;
     retry_open.delete(&tid);
-    return check_open((const char *)copy.ptr, copy.flags, 1);
+    const char *path = (const char *)copy.ptr;
+    struct path_key *key = path_key();
+    if (!key)
+        return 0;
+    int len = bpf_probe_read_user_str(key->path, sizeof(key->path), path);
+    if (len > 0 && key->path[0] == '/')
+        return open_matched(key, len, path, copy.flags, 0);
+    if (ctx->ret < 0) {  // a relative open that failed opened nothing to resolve
+        if (len <= 0)
+            count_unreadable();
+        return 0;
+    }
+    char *file = fd_file(ctx->ret), *start = 0;
+    u32 resolved = resolve_file(file, &start);
+    if (!resolved || !start) {
+        count_unreadable();
+        return 0;
+    }
+    bpf_probe_read_kernel(key->path, sizeof(key->path), start);
+    return open_matched(key, resolved, path, copy.flags, file);
 }
 
 // ---- connect: the destination address against the CIDR trie
@@ -650,6 +629,7 @@ int on_bpf(struct sys_enter_args *ctx)
 // Module loads: init_module/finit_module tracepoints where the kernel has
 // them; a kernel built without module support has none, but the syscalls
 // still exist (they fail): there, raw sys_enter filtered by number.
+#ifdef HOOK_MODULE_TRACEPOINTS
 int on_module_load(struct sys_enter_args *ctx)
 {
     if (!GUARD_MASK_MODULE_LOAD || bpfwatch_filtered_out())
@@ -657,7 +637,9 @@ int on_module_load(struct sys_enter_args *ctx)
     return fire_simple(KIND_MODULE_LOAD, GUARD_MASK_MODULE_LOAD, ctx->nr,
                        ctx->nr == NR_FINIT_MODULE ? ctx->args[0] : 0);
 }
+#endif
 
+#ifdef HOOK_MODULE_RAW
 int on_module_syscall(struct bpf_raw_tracepoint_args *ctx)
 {
     long nr = ctx->args[1];
@@ -670,3 +652,4 @@ int on_module_syscall(struct bpf_raw_tracepoint_args *ctx)
     bpf_probe_read_kernel(&fd, sizeof(fd), &PT_REGS_PARM1(regs));
     return fire_simple(KIND_MODULE_LOAD, GUARD_MASK_MODULE_LOAD, nr, nr == NR_FINIT_MODULE ? fd : 0);
 }
+#endif

@@ -92,20 +92,23 @@ def test_forbidden_execs_are_killed_before_their_first_instruction(tracer, short
     codes = [subprocess.run([program, m], timeout=30).returncode for m in markers]
     shell = subprocess.run(["sh", "-c", f'"{program}" "{short_dir}/killed-sh"; echo $?'],
                            capture_output=True, text=True, timeout=30).stdout
+    # "./forbidden" is the same file: matched on the path the kernel resolves
+    relative = subprocess.run(["./forbidden", "killed-rel"], cwd=short_dir, timeout=30).returncode
     allowed = [subprocess.run([p, short_dir / f"ok{i}-{j}"], timeout=30).returncode
                for i, p in enumerate(similar) for j in range(3)]
     assert run.stop() == 0
     assert codes == [-signal.SIGKILL] * n
-    assert shell.strip() == "137"
-    assert not [m for m in markers if m.exists()] and not (short_dir / "killed-sh").exists()
+    assert shell.strip() == "137" and relative == -signal.SIGKILL
+    assert not [m for m in markers if m.exists()] and not list(short_dir.glob("killed-*"))
     assert allowed == [0] * 9
     assert len(list(short_dir.glob("ok*"))) == 9
     hits = alerts(run)
-    assert len(hits) == n + 1
-    assert {(a["rule"], a["severity"], a["kind"], a["action"], a["path"]) for a in hits} == {
+    assert len(hits) == n + 2
+    assert {(a["rule"], a["severity"], a["kind"], a["action"], a["file"]) for a in hits} == {
         ("no_forbidden", "critical", "exec", "kill", str(program))}
+    assert [a["path"] for a in hits] == [str(program)] * (n + 1) + ["./forbidden"]
     assert [a["argv"] for a in hits[:n]] == [[str(program), str(m)] for m in markers]
-    assert totals(run) == {"no_forbidden": n + 1}
+    assert totals(run) == {"no_forbidden": n + 2}
 
 
 def test_dry_run_turns_kills_into_alerts(tracer, short_dir):
@@ -148,7 +151,7 @@ def test_exec_conditions_argv_prefix_and_parent_comm(tracer, short_dir):
         """)
     run = tracer(["guard", "--rules", rules, "--json"])
     for args in (["--evil"], ["--evil", "x"], ["--evil2"], ["--evi"], ["-", "--evil"]):
-        subprocess.run([program, *args], timeout=30)
+        subprocess.run([program, *args], timeout=30, cwd=short_dir)  # its marker lands there
     for _ in range(2):  # "; true" so that the shell forks instead of exec'ing itself
         subprocess.run([spawner, "-c", f'"{program}" "{short_dir}/p"; true'], timeout=30)
     run.stop()
@@ -193,6 +196,10 @@ for i in range(5):
 for i in range(3):
     open(secret).close()
 open(secret, "a").close()
+os.chdir(protected)
+for i in range(2):
+    open(f"rel{{i}}", "w").close()               # relative: resolved at exit, counted
+open("../prot2/rel", "w").close()                # relative, outside: not counted
 {MAPPED_OPEN}
 """
     proc = python(code, protected, similar, secret)
@@ -201,12 +208,14 @@ open(secret, "a").close()
     hits = alerts(run)
     by_rule = {}
     for a in hits:
-        by_rule.setdefault(a["rule"], []).append(a["path"])
+        by_rule.setdefault(a["rule"], []).append(a.get("file", a["path"]))
     assert sorted(by_rule["write_protected"]) == sorted(
-        [f"{protected}/w{i}" for i in range(11)] + [str(secret)] + [f"{protected}/mapped"] * 4)
+        [f"{protected}/w{i}" for i in range(11)] + [str(secret)] + [f"{protected}/mapped"] * 4
+        + [f"{protected}/rel{i}" for i in range(2)])
     assert by_rule["read_secret"] == [str(secret)] * 3
     assert set(by_rule) == {"write_protected", "read_secret"}
-    assert totals(run) == {"write_protected": 16, "read_secret": 3}
+    assert [a["path"] for a in hits if "file" in a] == ["rel0", "rel1"]
+    assert totals(run) == {"write_protected": 18, "read_secret": 3}
     summary = next(line["summary"] for line in run.json_lines() if "summary" in line)
     assert summary["events_dropped"] == 0
 
@@ -381,6 +390,7 @@ def test_ptrace_bpf_load_proc_mem_and_fileless_exec(tracer, short_dir):
     fl = [a for a in mine if a["rule"] == "fileless"]
     assert [a["action"] for a in fl] == ["kill"] * 3
     assert fl[1]["path"].startswith("/proc/self/fd/")
+    assert [a["file"] for a in fl] == ["/memfd:payload"] * 3  # the name the kernel knows it by
 
 
 MIXED = """

@@ -1,4 +1,5 @@
 """guard's rules file: the default loads; each bad file gets one line naming file, rule, field."""
+import ctypes
 import ipaddress
 import subprocess
 import sys
@@ -166,3 +167,45 @@ def test_entry_points_follow_the_kinds_in_use(tmp_path):
     skipped = guard.skip_hooks(args)
     assert "on_ptrace" not in skipped
     assert {"on_exec", "on_openat_enter", "on_connect", "on_bpf", "on_module_syscall"} <= skipped
+
+
+class FakeAlert(ctypes.Structure):  # struct alert in bpf_c/guard.bpf.c
+    _fields_ = [("ts", ctypes.c_uint64), ("cgroup", ctypes.c_uint64), ("index", ctypes.c_uint32),
+                ("pid", ctypes.c_uint32), ("ppid", ctypes.c_uint32), ("uid", ctypes.c_uint32),
+                ("action", ctypes.c_int32), ("flags", ctypes.c_uint32), ("target", ctypes.c_uint32),
+                ("args_len", ctypes.c_uint32), ("family", ctypes.c_uint16), ("port", ctypes.c_uint16),
+                ("pad", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16), ("comm", ctypes.c_char * 16),
+                ("parent_comm", ctypes.c_char * 16), ("path", ctypes.c_char * 256),
+                ("file", ctypes.c_char * 256), ("args", ctypes.c_char * 256)]
+
+
+def guard_with(tmp_path, text):
+    import argparse
+    guard = Guard()
+    guard.defines(argparse.Namespace(rules=write(tmp_path, text), dry_run=False))
+    return guard
+
+
+def test_an_exec_alert_as_json_and_as_a_line(tmp_path):
+    guard = guard_with(tmp_path, GOOD)
+    e = FakeAlert(ts=3_000_000_000, cgroup=1, index=0, pid=42, ppid=7, uid=33, action=1)
+    e.comm, e.parent_comm, e.path, e.file = b"sh", b"nginx", b"/bin/sh", b"/usr/bin/dash"
+    raw = b"sh\0-c\0id\0"
+    ctypes.memmove(ctypes.addressof(e) + FakeAlert.args.offset, raw, len(raw))
+    e.args_len = len(raw)
+    rec = guard.to_record(e, boot_offset=1000.0)
+    assert rec == {"time": 1003.0, "rule": "shell_from_web", "severity": "critical", "kind": "exec",
+                   "action": "kill", "pid": 42, "ppid": 7, "uid": 33, "comm": "sh", "parent_comm": "nginx",
+                   "cgroup_id": 1, "path": "/bin/sh", "file": "/usr/bin/dash", "argv": ["sh", "-c", "id"]}
+    line = Guard.format_line(rec)
+    assert line.endswith("CRITICAL shell_from_web [kill] exec pid=42 ppid=7 uid=33 comm=sh parent=nginx "
+                         "path=/bin/sh file=/usr/bin/dash argv=sh -c id")
+
+
+def test_connect_and_failed_kill_records(tmp_path):
+    guard = guard_with(tmp_path, rule(kind='"connect"', cidr='["10.0.0.0/8"]', action='"kill"'))
+    e = FakeAlert(index=rulebook.KINDS["connect"][0] * rulebook.RULES_PER_KIND, action=-3, family=4, port=22)
+    e.addr[:4] = [10, 1, 2, 3]
+    rec = guard.to_record(e, boot_offset=0.0)
+    assert (rec["action"], rec["error"]) == ("kill-failed", "ESRCH")
+    assert (rec["family"], rec["address"], rec["port"]) == ("IPv4", "10.1.2.3", 22)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tracers import decoders, runner
+from tracers.runtime import btf
 from tracers.runtime.capture import quiet_stderr
 from tracers.runtime.errors import LoadError
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
@@ -35,14 +36,31 @@ KERNEL_FIELDS = {
     "OFF_TASK_TGID": ("task_struct", "tgid"),
     "OFF_TASK_COMM": ("task_struct", "comm"),
     "OFF_TASK_MM": ("task_struct", "mm"),
+    "OFF_TASK_FS": ("task_struct", "fs"),
+    "OFF_TASK_FILES": ("task_struct", "files"),
     "OFF_MM_ARG_START": ("mm_struct", "arg_start"),
     "OFF_MM_ARG_END": ("mm_struct", "arg_end"),
     "OFF_BINPRM_FILE": ("linux_binprm", "file"),
     "OFF_BINPRM_FILENAME": ("linux_binprm", "filename"),
     "OFF_BINPRM_INTERP": ("linux_binprm", "interp"),
     "OFF_FILE_INODE": ("file", "f_inode"),
+    "OFF_FILE_DENTRY": ("file", "f_path.dentry"),
+    "OFF_FILE_MNT": ("file", "f_path.mnt"),
     "OFF_INODE_NLINK": ("inode", "i_nlink"),
+    "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
+    "OFF_DENTRY_NAME": ("dentry", "d_name.name"),
+    "OFF_DENTRY_NAME_LEN": ("dentry", "d_name.len"),
+    "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_FS_ROOT_MNT": ("fs_struct", "root.mnt"),
+    "OFF_FS_ROOT_DENTRY": ("fs_struct", "root.dentry"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDT_FD": ("fdtable", "fd"),
+    "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
 }
+# struct mount is internal to fs/ (no header has it): from BTF whatever the
+# headers; without them paths are matched as passed only.
+MOUNT_FIELDS = {"OFF_MOUNT_MNT": ("mount", "mnt"), "OFF_MOUNT_PARENT": ("mount", "mnt_parent"),
+                "OFF_MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint")}
 # Entry points each kind needs; the others are not attached.
 ENTRY_POINTS = {
     "exec": ("on_exec",), "fileless_exec": ("on_exec",),
@@ -78,10 +96,10 @@ SPEC = TracerSpec(
     c_file="guard.bpf.c",
     alternatives=(
         Alternative("tracepoint", _hooks(*(_sys(c, "on_module_load") for c in MODULE_CALLS)),
-                    btf_fields=KERNEL_FIELDS, needs=("ringbuf",)),
+                    define="HOOK_MODULE_TRACEPOINTS", btf_fields=KERNEL_FIELDS, needs=("ringbuf",)),
         # Kernels built without module support have no module syscall tracepoints.
         Alternative("raw_sys_enter", _hooks(Hook("raw_tracepoint", "sys_enter", "on_module_syscall")),
-                    btf_fields=KERNEL_FIELDS, needs=("ringbuf",)),
+                    define="HOOK_MODULE_RAW", btf_fields=KERNEL_FIELDS, needs=("ringbuf",)),
     ),
     metrics=(
         Metric("guard_alerts_total", "guard rule hits (kills included), by rule and severity.",
@@ -174,11 +192,14 @@ def _address(event) -> str:
 
 def details(kind: str, event) -> dict:
     """The matched fields of one alert, by kind."""
+    path = {"path": decoders.text(decoders.raw_field(event, "path"))}
+    file = decoders.text(decoders.raw_field(event, "file"))
+    if file:  # the file's own path, when the kernel resolved it
+        path["file"] = file
     if kind in ("exec", "fileless_exec"):
-        return {"path": decoders.text(decoders.raw_field(event, "path")), "argv": _argv(event)}
+        return {**path, "argv": _argv(event)}
     if kind in ("open", "proc_mem_write"):
-        return {"path": decoders.text(decoders.raw_field(event, "path")), "flags": event.flags,
-                "write": bool(event.flags & 3 or event.flags & 0o1100)}
+        return {**path, "flags": event.flags, "write": bool(event.flags & 3 or event.flags & 0o1100)}
     if kind == "connect":
         return {"family": f"IPv{event.family}", "address": _address(event), "port": event.port}
     if kind == "privilege":
@@ -226,6 +247,10 @@ class Guard(Tracer):
         out["GUARD_EXEC_ANY"] = rulebook.exec_without_path(rules)
         for call in (*PRIVILEGE_CALLS, *MODULE_CALLS):
             out[f"NR_{call.upper()}"] = decoders.syscall_number(call)
+        try:
+            out.update(btf.resolve_offsets(MOUNT_FIELDS))
+        except (btf.BTFUnavailable, btf.FieldNotFound):
+            pass
         return out
 
     def skip_hooks(self, args) -> set[str]:
