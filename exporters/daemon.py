@@ -185,7 +185,7 @@ def describe(targets: list[Target], collector: MapCollector) -> str:
         status = "attached" if t.table is not None else f"NOT ATTACHED ({t.why})"
         lines.append(f"{t.name:<16} {t.hook or '-':<16} {status}")
         for m in t.spec.metrics:
-            labels = ",".join(l.name for l in collector._kept_labels(m))
+            labels = ",".join(collector._names(collector._kept_labels(m)))
             lines.append(f"  {metric_name(m)}{{{labels}}}  {m.kind} from map {m.map}")
     families = list(collector.collect())
     samples = sum(len(f.samples) for f in families)
