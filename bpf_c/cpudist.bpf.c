@@ -11,13 +11,15 @@
 
 struct stamp {
     u64 ts;
+    u64 cgroup_id;  // -O --per-container: prev's, stamped at switch-out
     u32 tgid;
     u32 pad;
 };
 
-struct pid_key {
-    u32 pid;
+struct cgroup_slot_key {
+    u64 cgroup_id;
     u32 slot;
+    u32 pad;
 };
 
 BPF_HASH(start, u32, struct stamp, 65536);  // tid -> stint began
@@ -26,8 +28,21 @@ BPF_PERCPU_ARRAY(dist_sum, u64, 1);
 #ifdef PER_PROCESS
 BPF_HASH(dist_pid, struct pid_key, u64, 65536);
 #endif
+#ifdef PER_CGROUP
+BPF_HASH(dist_cgroup, struct cgroup_slot_key, u64, 65536);
+#endif
 
-static __always_inline void account(u32 tgid, u64 delta_ns)
+// prev's cgroup (sched_switch runs in prev's context), only when asked.
+static __always_inline u64 prev_cgroup(void)
+{
+#ifdef PER_CGROUP
+    return bpf_get_current_cgroup_id();
+#else
+    return 0;
+#endif
+}
+
+static __always_inline void account(u32 tgid, u64 cgroup, u64 delta_ns)
 {
     u64 v = delta_ns / UNIT_NS;
     u32 slot = bpfwatch_log2_slot(v), first = 0;
@@ -37,11 +52,16 @@ static __always_inline void account(u32 tgid, u64 delta_ns)
     struct pid_key key = {.pid = tgid, .slot = slot};
     bpfwatch_add(dist_pid.lookup_or_try_init(&key, &zero), 1);
 #endif
+#ifdef PER_CGROUP
+    u64 none = 0;
+    struct cgroup_slot_key ck = {.cgroup_id = cgroup, .slot = slot};
+    bpfwatch_add(dist_cgroup.lookup_or_try_init(&ck, &none), 1);
+#endif
 }
 
 static __always_inline void stamp(u32 tid, u32 tgid)
 {
-    struct stamp s = {.ts = bpf_ktime_get_ns(), .tgid = tgid};
+    struct stamp s = {.ts = bpf_ktime_get_ns(), .cgroup_id = tgid ? prev_cgroup() : 0, .tgid = tgid};
     bpfwatch_checked_update(start.update(&tid, &s));
 }
 
@@ -54,7 +74,7 @@ static __always_inline void switched(void *ctx, u32 prev, u32 next)
 #else
         struct stamp *s = start.lookup(&prev);
         if (s) {
-            account(tgid, bpf_ktime_get_ns() - s->ts);
+            account(tgid, prev_cgroup(), bpf_ktime_get_ns() - s->ts);
             start.delete(&prev);
         }
 #endif
@@ -64,7 +84,7 @@ static __always_inline void switched(void *ctx, u32 prev, u32 next)
 #ifdef OFFCPU
     struct stamp *s = start.lookup(&next);
     if (s) {
-        account(s->tgid, bpf_ktime_get_ns() - s->ts);
+        account(s->tgid, s->cgroup_id, bpf_ktime_get_ns() - s->ts);
         start.delete(&next);
     }
 #else

@@ -160,6 +160,7 @@ class Histogram:
     slot_field: str = ""
     empty: str = "(nothing seen)"
     flat: bool = False
+    decoders: dict[str, Callable] = field(default_factory=dict)  # per-run, as Table's
 
     def collect(self, read_map) -> dict:
         return self.read(read_map(self.map))
@@ -173,7 +174,7 @@ class Histogram:
                 continue
             slot = number(getattr(key, self.slot_field) if self.slot_field else key)
             try:
-                ident = decode_labels(key, value, labels)
+                ident = decode_labels(key, value, labels, self.decoders)
             except decoders.DecodeError:
                 continue
             hist = out.setdefault(ident, {})
@@ -208,7 +209,7 @@ class Histogram:
     def text(self, hists: dict) -> list[str]:
         parts = []
         for ident in sorted(hists, key=_ident_order):
-            head = ", ".join(f"{c.header} = {v}" for c, v in zip(self.by, ident))
+            head = ", ".join(f"{c.header} = {'-' if v is None else v}" for c, v in zip(self.by, ident))
             text = fmt.log2_histogram(hists[ident], self.unit)
             parts.append(f"{head}\n{text}" if head else text)
         return ["\n\n".join(parts) or self.empty]

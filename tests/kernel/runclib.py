@@ -27,7 +27,7 @@ def runc(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     # hold a pipe open after runc returns.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.run(["runc", *args], stdout=out, stderr=err, text=True,
-                              stdin=subprocess.DEVNULL, **kw)
+                              stdin=subprocess.DEVNULL, timeout=120, **kw)  # a hang fails, loudly
         out.seek(0)
         err.seek(0)
         proc.stdout, proc.stderr = out.read(), err.read()

@@ -230,3 +230,16 @@ def test_syscount_per_container_counts_execve_exactly(tracer, runc_containers):
     rows = run.json_lines()[-1]["syscalls"]
     assert [r["count"] for r in rows if r["container"] == box.id[:12]] == [8]  # sh, then 7
     assert sum(r["count"] for r in rows if r["container"] is None) >= 6
+
+
+def test_cpudist_per_container_with_the_container_filter(tracer, runc_containers):
+    box, other = runc_containers(), runc_containers()
+    run = tracer(["cpudist", "--per-container", "--container", box.id[:12], "--json"])
+    busy = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done"
+    box.exec(busy)
+    other.exec(busy)
+    on_host(busy)
+    run.stop()
+    hists = run.json_lines()[-1]["histograms"]
+    assert [h["container"] for h in hists] == [box.id[:12]]
+    assert hists[0]["total"] > 0

@@ -180,3 +180,21 @@ def test_options_pass_the_cgroup_id_and_only_event_tracers_get_the_column():
     args.cgroup_filter = options.CgroupFilter("/sys/fs/cgroup/x", 4242)
     assert options.common_defines(args)["FILTER_CGROUP"] == 4242
     assert not hasattr(options.build_parser(syscount.TRACER()).parse_args([]), "containers")
+
+
+def test_summary_views_name_containers_through_the_per_run_decoder(tmp_path):
+    import ctypes
+
+    from tracers.summary import Histogram, label
+
+    class Key(ctypes.Structure):
+        _fields_ = [("cgroup_id", ctypes.c_uint64), ("slot", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+    make_tree(tmp_path, [f"/docker/{ID}"])
+    box, host = os.stat(tmp_path / "docker" / ID).st_ino, os.stat(tmp_path).st_ino
+    hist = Histogram("dist_cgroup", "usecs", by=(label("container", "CONTAINER", 0, "cgroup_id", "container"),),
+                     slot_field="slot", decoders=containers.short_id_decoders(Resolver(root=str(tmp_path))))
+    now = hist.read([(Key(box, 3), ctypes.c_uint64(4)), (Key(host, 2), ctypes.c_uint64(1))])
+    assert now == {(ID[:12],): {3: 4}, (None,): {2: 1}}
+    text = hist.text(hist.rows(now, {}))[0]
+    assert f"CONTAINER = {ID[:12]}" in text and "CONTAINER = -" in text
+    assert [r["container"] for r in hist.json(now)["histograms"]] == [ID[:12], None]

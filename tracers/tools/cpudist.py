@@ -32,7 +32,10 @@ class Cpudist(Tracer):
     def add_arguments(self, parser) -> None:
         parser.add_argument("-O", "--offcpu", action="store_true", help="off-CPU time instead of on-CPU")
         parser.add_argument("-m", "--milliseconds", action="store_true", help="histogram in msecs")
-        parser.add_argument("-P", "--pids", action="store_true", help="one histogram per process (TGID)")
+        per = parser.add_mutually_exclusive_group()
+        per.add_argument("-P", "--pids", action="store_true", help="one histogram per process (TGID)")
+        per.add_argument("--per-container", action="store_true",
+                         help="one histogram per container (host tasks: one '-' histogram)")
 
     def defines(self, args) -> dict[str, int]:
         out = {"UNIT_NS": 1_000_000 if args.milliseconds else 1000}
@@ -40,6 +43,8 @@ class Cpudist(Tracer):
             out["OFFCPU"] = 1
         if args.pids:
             out["PER_PROCESS"] = 1
+        if args.per_container:
+            out["PER_CGROUP"] = 1
         return out
 
     def run(self, session, args) -> int:
