@@ -28,7 +28,12 @@ CONFIGS = [
     ("count per process", "bpftrace @[pid]=count()",
      ["bpftrace", "-e", BT_ENTER + " { @[pid] = count(); }"], c.READY_BPFTRACE, 2),
     ("count per process", "syscount-bpfcc -P", ["syscount-bpfcc", "-P"], c.READY_BCC, 2),
+    ("count per container", "bpfwatch syscount --per-container", [*c.BPFWATCH, "syscount", "--per-container"],
+     c.READY_BPFWATCH, 2),
     ("stream each open", "bpfwatch opensnoop", [*c.BPFWATCH, "opensnoop", "--json"], c.READY_BPFWATCH, 1),
+    # the in-kernel cgroup filter, set to the root cgroup: every open passes, the check is the cost
+    ("stream each open", "bpfwatch opensnoop --cgroup /", [*c.BPFWATCH, "opensnoop", "--json", "--cgroup", "/"],
+     c.READY_BPFWATCH, 1),
     ("stream each open", "bpftrace opensnoop.bt-like",
      ["bpftrace", "-e", "tracepoint:syscalls:sys_enter_openat { @f[tid] = args->filename; } "
       "tracepoint:syscalls:sys_exit_openat /@f[tid]/ { printf(\"%d %s %d %s\\n\", pid, comm, "
