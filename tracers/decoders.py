@@ -369,6 +369,9 @@ def drop_reason(value, table: dict[int, str] | None = None) -> str:
 
 
 def raw_field(event, name: str) -> bytes:
-    """All bytes of a char-array field (ctypes stops reading them at a NUL)."""
+    """All bytes of a char-array field (ctypes stops reading them at a NUL;
+    ring buffer records, tracers.runtime.ringbuf, hold them whole)."""
+    if not isinstance(event, ctypes.Structure):
+        return getattr(event, name)
     desc = getattr(type(event), name)
     return ctypes.string_at(ctypes.addressof(event) + desc.offset, desc.size)

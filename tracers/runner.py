@@ -13,8 +13,12 @@ import time
 from tracers import containers, options
 from tracers.spec import Tracer, UsageError
 
+# One encoder: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def emit(obj: dict) -> None:
-    print(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), flush=True)
+    print(_JSON.encode(obj), flush=True)
 
 
 def announce(session, what: str) -> None:
@@ -33,6 +37,8 @@ def stream_events(session, args, what: str, header: str, to_record, format_line,
     resolver = containers.Resolver()
     resolver.walk()  # containers that exit before their first event are still named
     column = getattr(args, "containers", False) and not args.json
+    lines = []  # written once per ring buffer batch: one write, not one per event
+    add, encode, as_json = lines.append, _JSON.encode, args.json
 
     def on_event(event):
         nonlocal seen
@@ -40,20 +46,28 @@ def stream_events(session, args, what: str, header: str, to_record, format_line,
         rec = to_record(event, boot_offset)
         if "cgroup_id" in rec:  # every record that knows its task's cgroup names its container
             rec.update(containers.record_fields(resolver, rec["cgroup_id"]))
-        if args.json:
-            emit(rec)
+        if as_json:
+            add(encode(rec))
         elif column:
             ident = rec.get("container")
-            print(f"{ident['id'][:12] if ident else '-':<12} {format_line(rec)}", flush=True)
+            add(f"{ident['id'][:12] if ident else '-':<12} {format_line(rec)}")
         else:
-            print(format_line(rec), flush=True)
+            add(format_line(rec))
+
+    def flush_lines():
+        if lines:
+            lines.append("")
+            sys.stdout.write("\n".join(lines))
+            sys.stdout.flush()
+            lines.clear()
 
     announce(session, what)
     if not args.json:
         print(f"{'CONTAINER':<12} {header}" if column else header, flush=True)
     try:
-        session.poll_events(session.spec.events_map, on_event, deadline(args))
+        session.poll_events(session.spec.events_map, on_event, deadline(args), flush_lines)
     finally:
+        flush_lines()
         stats = session.stats()
         if stats["events_dropped"]:
             print(f"bpfwatch {session.spec.name}: {stats['events_dropped']} events dropped "

@@ -196,12 +196,37 @@ class Session:
         from tracers.runtime.stats import read_stats
         return read_stats(self.bpf)
 
-    def poll_events(self, map_name: str, callback: Callable, until: float | None) -> None:
-        """Stream a ring buffer into callback(data_ptr) until `until` (monotonic)."""
-        failures = []
+    def poll_events(self, map_name: str, callback: Callable, until: float | None,
+                    batch_done: Callable[[], None] = lambda: None) -> None:
+        """Stream a ring buffer into callback(record) until `until` (monotonic),
+        then batch_done() after each batch (a flush of buffered output)."""
+        from tracers.runtime import ringbuf
         table = self.bpf[map_name]
+        try:
+            decoder = ringbuf.decoder_for(table)
+        except SystemExit:  # BCC exits when it cannot map an event struct to ctypes
+            raise LoadError(f"{self.spec.name}: BCC cannot decode the events of "
+                            f"{map_name} (nested struct or 2-D array?)") from None
+        with deferred_signals():
+            if ringbuf.ORDERED_LOADS:
+                reader = ringbuf.Reader(table.map_fd, table.max_entries, decoder)
+                try:
+                    ringbuf.pace(reader, lambda: reader.drain(callback), until, stop_requested, batch_done)
+                    reader.drain(callback)  # what is already in the buffer, even on Ctrl-C
+                    batch_done()
+                finally:
+                    reader.close()
+            else:
+                self._poll_with_libbpf(table, lambda data: callback(decoder.decode_bytes(data)),
+                                       until, batch_done)
 
-        def on_event(_ctx, data, _size):
+    def _poll_with_libbpf(self, table, handle, until, batch_done) -> None:
+        """libbpf's consumer and a C callback per event: for CPUs where our
+        plain loads could see a record before its bytes."""
+        import ctypes
+        failures = []
+
+        def on_event(_ctx, data, size):
             if failures:  # one bad event stops the stream instead of flooding stderr
                 return -1
             try:
@@ -215,13 +240,13 @@ class Session:
                 return -1
             return 0
         table.open_ring_buffer(on_event)
-        with deferred_signals():
-            while not failures and not stop_requested() and \
-                    (until is None or time.monotonic() < until):
-                timeout = 100 if until is None else max(1, min(100, int((until - time.monotonic()) * 1000)))
-                self.bpf.ring_buffer_poll(timeout)
-            if not failures:  # deliver what is already in the buffer, even on Ctrl-C
-                self.bpf.ring_buffer_consume()
+        while not failures and not stop_requested() and (until is None or time.monotonic() < until):
+            timeout = 100 if until is None else max(1, min(100, int((until - time.monotonic()) * 1000)))
+            self.bpf.ring_buffer_poll(timeout)
+            batch_done()
+        if not failures:
+            self.bpf.ring_buffer_consume()
+            batch_done()
         if failures:
             raise failures[0]
 
