@@ -1,5 +1,6 @@
 """tctraffic/sockfilter option parsing and the -D words the C side compares."""
 import argparse
+import ctypes
 import socket
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 from tracers.spec import UsageError
 
 from tracers.tools import sockfilter
+from tracers import options
 from tracers.tools import _net
 from tracers.tools import tctraffic as tc
 
@@ -87,39 +89,64 @@ def test_too_many_rules():
         tc.rule_defines([], [], [tc.priority_rule(f"{p}=1:1") for p in range(1, 6)])
 
 
-def test_deltas_and_json_rows():
-    before = {("traffic", "egress", "IPv4", "udp", 53): (10, 1000)}
-    now = {("traffic", "egress", "IPv4", "udp", 53): (13, 1300),
-           ("traffic", "ingress", "IPv4", "icmp", 0): (2, 196),
-           ("overflow", "ingress"): (0, 0),
-           ("overflow", "egress"): (5, 500),
-           ("dropped", "egress", "port 23"): (4, 240),
-           ("prioritized", "5001=1:10"): (1, 100)}
-    rows = tc.deltas(now, before)
-    assert tc.to_json(rows, top=20) == {
+class TrafficKey(ctypes.Structure):  # struct traffic_key in bpf_c/tctraffic.bpf.c
+    _fields_ = [("family", ctypes.c_uint16), ("port", ctypes.c_uint16), ("direction", ctypes.c_uint8),
+                ("proto", ctypes.c_uint8), ("pad", ctypes.c_uint16)]
+
+
+class DropKey(ctypes.Structure):
+    _fields_ = [("rule", ctypes.c_uint16), ("direction", ctypes.c_uint8), ("reason", ctypes.c_uint8)]
+
+
+class Counts(ctypes.Structure):
+    _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
+
+
+def traffic_tables(*argv):
+    tracer = tc.TRACER()
+    return tc.tables(options.build_parser(tracer).parse_args(["lo", *argv]))
+
+
+def interval(tables, before: dict, now: dict) -> dict:
+    """One interval's JSON rows from fake maps: {map name: items}."""
+    out = {}
+    for table in tables:
+        out.update(table.json(table.rows(table.read(now.get(table.map, [])),
+                                         table.read(before.get(table.map, [])))))
+    return out
+
+
+def test_rows_of_every_table_per_interval():
+    tables = traffic_tables("--priority", "5001=1:10", "--block-port", "23")
+    egress_udp = TrafficKey(family=2, port=53, direction=1, proto=17)
+    before = {"traffic": [(egress_udp, [Counts(10, 1000), Counts(0, 0)])]}
+    now = {"traffic": [(egress_udp, [Counts(10, 1000), Counts(3, 300)]),  # per-CPU copies add up
+                       (TrafficKey(family=2, port=0, direction=0, proto=1), [Counts(2, 196)]),
+                       (TrafficKey(family=0, port=0, direction=0, proto=0), [Counts(1, 60)])],
+           "traffic_overflow": [(0, [Counts(0, 0)]), (1, [Counts(5, 500)])],
+           "drops": [(DropKey(rule=23, direction=1, reason=2), Counts(4, 240))],
+           "prioritized": [(ctypes.c_int(0), Counts(1, 100)), (ctypes.c_int(3), Counts(9, 9))]}
+    assert interval(tables, before, now) == {
         "traffic": [{"direction": "egress", "family": "IPv4", "proto": "udp", "port": 53,
                      "packets": 3, "bytes": 300},
                     {"direction": "ingress", "family": "IPv4", "proto": "icmp", "port": 0,
-                     "packets": 2, "bytes": 196}],
+                     "packets": 2, "bytes": 196},
+                    {"direction": "ingress", "family": "other", "proto": "-", "port": 0,
+                     "packets": 1, "bytes": 60}],
         "overflow": [{"direction": "egress", "packets": 5, "bytes": 500}],
         "dropped": [{"direction": "egress", "rule": "port 23", "packets": 4, "bytes": 240}],
-        "prioritized": [{"rule": "5001=1:10", "packets": 1, "bytes": 100}],
+        "prioritized": [{"rule": "5001=1:10", "packets": 1, "bytes": 100}],  # slot 3: no rule
     }
-    assert len(tc.to_json(rows, top=1)["traffic"]) == 1
 
 
-def test_overflow_rows_are_shown_beyond_top():
-    rows = [(("traffic", "egress", "IPv4", "udp", p), 1, 100) for p in range(3)]
-    rows.append((("overflow", "egress"), 7, 700))
-    assert tc.to_json(rows, top=1)["overflow"] == [{"direction": "egress", "packets": 7, "bytes": 700}]
-
-
-def test_per_cpu_counts_are_summed():
-    class Counts:
-        def __init__(self, packets, nbytes):
-            self.packets, self.bytes = packets, nbytes
-    assert tc.summed([Counts(2, 20), Counts(0, 0), Counts(5, 50)]) == (7, 70)
-    assert tc.summed(Counts(3, 30)) == (3, 30)
+def test_top_caps_flows_but_never_the_overflow():
+    tables = traffic_tables("-T", "1")
+    now = {"traffic": [(TrafficKey(family=2, port=p, direction=1, proto=17), [Counts(1, 100 + p)])
+                       for p in range(3)],
+           "traffic_overflow": [(1, [Counts(7, 700)])]}
+    rows = interval(tables, {}, now)
+    assert [r["port"] for r in rows["traffic"]] == [2]
+    assert rows["overflow"] == [{"direction": "egress", "packets": 7, "bytes": 700}]
 
 
 @pytest.mark.parametrize("text, value", [("udp", 17), ("TCP", 6), ("icmpv6", 58), ("47", 47), ("0", 0)])

@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import time
 
 from tracers import decoders, options, runner
+from tracers.mapdata import NUMBER, number
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
+from tracers.summary import Table, count, label
 from tracers.tools._net import address_words, cidr, interface, link_layer_len, port
 
 MAX_CIDRS, MAX_PORTS, MAX_PRIORITIES = 8, 8, 4  # slots in bpf_c/tctraffic.bpf.c
 DEFAULT_MAX_FLOWS, MAX_MAX_FLOWS = 4096, 1 << 20
-DIRECTIONS = ("ingress", "egress")
 
 _BY_FLOW = (Label("direction", "direction", "tc_direction"), Label("family", "family", "address_family"),
             Label("proto", "proto", "ip_proto"), Label("port", "port", "port_host"))
@@ -116,73 +116,35 @@ def rule_label(args, reason: int, rule: int) -> str:
     return f"port {rule}" if reason == 2 else f"rule {reason}/{rule}"
 
 
-def summed(value) -> tuple[int, int]:
-    """(packets, bytes) of a struct counts, per-CPU copies added up."""
-    copies = value if hasattr(value, "__len__") else (value,)
-    return sum(c.packets for c in copies), sum(c.bytes for c in copies)
-
-
-def read_totals(session, args) -> dict:
-    """Cumulative counts; the maps are never cleared (exporter counters)."""
-    totals = {}
-    for k, v in session.read_map("traffic"):
-        family = decoders.address_family(k.family) if k.family else "other"
-        proto = decoders.ip_proto(k.proto) if k.family else "-"
-        totals[("traffic", DIRECTIONS[k.direction & 1], family, proto, k.port)] = summed(v)
-    for slot, v in session.read_map("traffic_overflow"):
-        slot = slot if isinstance(slot, int) else slot.value  # batch reads give ints
-        totals[("overflow", DIRECTIONS[slot & 1])] = summed(v)
-    for k, v in session.bpf["drops"].items():
-        totals[("dropped", DIRECTIONS[k.direction & 1], rule_label(args, k.reason, k.rule))] = \
-            (v.packets, v.bytes)
-    for slot, v in session.bpf["prioritized"].items():
-        if slot.value < len(args.priority) and v.packets:
-            totals[("prioritized", args.priority[slot.value][2])] = (v.packets, v.bytes)
-    return totals
-
-
-def deltas(now: dict, before: dict) -> list[tuple]:
-    rows = []
-    for key, (packets, nbytes) in now.items():
-        old = before.get(key, (0, 0))
-        if packets > old[0]:  # counts only grow: nothing is evicted
-            rows.append((key, packets - old[0], nbytes - old[1]))
-    return sorted(rows, key=lambda r: (-r[2], str(r[0])))
-
-
-def to_json(rows, top: int) -> dict:
-    out = {"traffic": [], "overflow": [], "dropped": [], "prioritized": []}
-    for key, packets, nbytes in rows:
-        kind, rest = key[0], key[1:]
-        if kind == "traffic":
-            rec = dict(zip(("direction", "family", "proto", "port"), rest))
-        elif kind == "overflow":
-            rec = {"direction": rest[0]}
-        elif kind == "dropped":
-            rec = dict(zip(("direction", "rule"), rest))
-        else:
-            rec = {"rule": rest[0]}
-        if kind != "traffic" or len(out["traffic"]) < top:
-            out[kind].append(dict(rec, packets=packets, bytes=nbytes))
-    return out
-
-
-def print_table(args, rows) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {args.interface}")
-    print(f"{'DIRECTION':<10} {'FAMILY':<6} {'PROTO':<9} {'PORT':>5} {'PACKETS':>10} {'BYTES':>12}")
-    data = to_json(rows, args.top)
-    for r in data["traffic"]:
-        print(f"{r['direction']:<10} {r['family']:<6} {r['proto']:<9} {r['port']:>5} "
-              f"{r['packets']:>10} {r['bytes']:>12}")
-    for r in data["overflow"]:
-        print(f"{r['direction']:<10} {'(flows beyond --max-flows)':<22} {r['packets']:>10} {r['bytes']:>12}")
-    if data["dropped"]:
-        print(f"{'DROPPED':<10} {'RULE':<22} {'PACKETS':>10} {'BYTES':>12}")
-        for r in data["dropped"]:
-            print(f"{r['direction']:<10} {r['rule']:<22} {r['packets']:>10} {r['bytes']:>12}")
-    for r in data["prioritized"]:
-        print(f"prioritized {r['rule']}: {r['packets']} packets, {r['bytes']} bytes")
-    print(flush=True)
+def tables(args) -> tuple[Table, ...]:
+    """Flows (the top by bytes), the overflow of a full flow map, drops by
+    --block rule and --priority hits: one interval's rows each."""
+    def priority(slot) -> str:
+        i = number(slot)
+        if i >= len(args.priority):
+            raise decoders.DecodeError(f"no --priority rule {i}")
+        return args.priority[i][2]
+    per_run = {
+        "flow_family": lambda k: decoders.address_family(k.family) if k.family else "other",
+        "flow_proto": lambda k: decoders.ip_proto(k.proto) if k.family else "-",
+        "block_rule": lambda k: rule_label(args, k.reason, k.rule),
+        "priority_rule": priority}
+    direction = label("direction", "DIRECTION", 10, "direction", "tc_direction")
+    counted = (count("packets", "PACKETS", 10, "packets"), count("bytes", "BYTES", 12, "bytes"))
+    return (
+        Table("traffic", "traffic", (direction, label("family", "FAMILY", 6, "", "flow_family"),
+                                     label("proto", "PROTO", 9, "", "flow_proto"),
+                                     label("port", "PORT", 5, "port", NUMBER), *counted),
+              sort_by="bytes", top=args.top, decoders=per_run),
+        Table("overflow", "traffic_overflow",
+              (label("direction", "OVERFLOW", 10, "", "tc_direction"), *counted), hide_empty=True,
+              title="(flows beyond --max-flows)"),
+        Table("dropped", "drops", (label("direction", "DROPPED", 10, "direction", "tc_direction"),
+                                   label("rule", "RULE", 22, "", "block_rule"), *counted),
+              sort_by="bytes", hide_empty=True, decoders=per_run),
+        Table("prioritized", "prioritized", (label("rule", "PRIORITIZED", 22, "", "priority_rule"), *counted),
+              hide_empty=True, decoders=per_run),
+    )
 
 
 class Tctraffic(Tracer):
@@ -217,28 +179,17 @@ class Tctraffic(Tracer):
         return {"tc": tc_attacher(args.interface)}
 
     def run(self, session, args) -> int:
-        before: dict = {}
-        started, warned = time.time(), False
-        runner.announce(session, f"packets on {args.interface}")
+        warned = []
 
-        def tick(final: bool) -> None:
-            nonlocal before, started, warned
-            now = read_totals(session, args)
-            rows = deltas(now, before)
-            if not warned and any(now.get(("overflow", d), (0, 0))[0] for d in DIRECTIONS):
-                warned = True
+        def warn_once(rows) -> dict:  # the flow map filled: say so once, on stderr
+            if rows[1] and not warned:
+                warned.append(True)
                 print(f"bpfwatch tctraffic: flow map full ({args.max_flows} flows): packets of "
                       "further flows are counted as overflow", file=sys.stderr, flush=True)
-            before, began, started = now, started, time.time()
-            if args.json:
-                runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
-                             "interface": args.interface, **to_json(rows, args.top),
-                             "map_update_failures": session.stats()["map_update_failures"]})
-            else:
-                print_table(args, rows)
-
-        runner.interval_loop(args, tick)
-        return 0
+            return {"interface": args.interface}
+        return runner.summary_loop(session, args, f"packets on {args.interface}", tables(args),
+                                   title=args.interface, extra=warn_once,
+                                   footer=lambda rows: warn_once(rows) and [])
 
 
 TRACER = Tctraffic
