@@ -14,17 +14,16 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from pathlib import Path
 
+from tracers.runtime import bpfsys
 from tracers.runtime.capture import quiet_stderr
+from tracers.runtime.kconst import PMU_DIR, TRACEFS
 
-SYSCALLS = {"x86_64": (298, 321), "aarch64": (241, 280)}  # perf_event_open, bpf
-BPF_LINK_CREATE = 28
+PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}  # syscall numbers (bpf()'s: bpfsys)
 BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_PERF_EVENT = 24, 25, 41
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_ENABLE = 0x2400
-PMU_DIR = Path("/sys/bus/event_source/devices")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -34,11 +33,11 @@ class AttachFailed(Exception):
     """This one target could not be attached; str() says why."""
 
 
-def _syscall(index: int, *args) -> int:
-    numbers = SYSCALLS.get(platform.machine())
-    if numbers is None:
-        raise AttachFailed(f"no syscall numbers for {platform.machine()}")
-    ret = _libc.syscall(numbers[index], *args)
+def _perf_event_open(*args) -> int:
+    number = PERF_EVENT_OPEN.get(platform.machine())
+    if number is None:
+        raise AttachFailed(f"no perf_event_open() number for {platform.machine()}")
+    ret = _libc.syscall(number, *args)
     if ret < 0:
         raise AttachFailed(os.strerror(ctypes.get_errno()))
     return ret
@@ -62,8 +61,8 @@ def _perf_open(kind: int, config: int, config1: int = 0, config2: int = 0, pid: 
     attr[6] = 1  # wakeup_events (low half)
     attr[7], attr[8] = config1, config2
     cpu = 0 if pid == -1 else -1
-    return _syscall(0, ctypes.byref(attr), ctypes.c_int(pid), ctypes.c_int(cpu),
-                    ctypes.c_int(-1), ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
+    return _perf_event_open(ctypes.byref(attr), ctypes.c_int(pid), ctypes.c_int(cpu),
+                            ctypes.c_int(-1), ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
 
 
 def _link(prog_fd: int, target_fd: int, attach_type: int, cookie: int) -> int:
@@ -72,7 +71,10 @@ def _link(prog_fd: int, target_fd: int, attach_type: int, cookie: int) -> int:
     # perf_event.bpf_cookie is at byte 16; tracing.cookie at byte 24
     slot = 6 if attach_type in (BPF_TRACE_FENTRY, BPF_TRACE_FEXIT) else 4
     attr[slot], attr[slot + 1] = cookie & 0xffffffff, cookie >> 32
-    return _syscall(1, BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
+    try:
+        return bpfsys.bpf(bpfsys.BPF_LINK_CREATE, bytes(attr))
+    except OSError as exc:
+        raise AttachFailed(exc.strerror or str(exc)) from None
 
 
 class MultiAttach:
@@ -121,7 +123,7 @@ class MultiAttach:
     def tracepoint(self, fn: str, tp: str, cookie: int = 0) -> None:
         category, _, name = tp.partition(":")
         try:
-            tp_id = int(Path("/sys/kernel/tracing/events", category, name, "id").read_text())
+            tp_id = int((TRACEFS / "events" / category / name / "id").read_text())
         except (OSError, ValueError):
             raise AttachFailed(f"tracepoint {tp} does not exist") from None
         perf_fd = _perf_open(PERF_TYPE_TRACEPOINT, tp_id)

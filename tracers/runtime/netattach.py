@@ -31,13 +31,12 @@ from pathlib import Path
 from tracers.runtime import bpfsys
 from tracers.runtime.capture import quiet_stderr
 from tracers.runtime.errors import BpfwatchError, LoadError
+from tracers.runtime.kconst import CLSACT_PARENTS as PARENTS, SO_ATTACH_BPF
 
-PARENTS = {"ingress": "ffff:fff2", "egress": "ffff:fff3"}
 MADE_QDISC = "-madeqdisc"
 OUR_NAME = re.compile(r"^bpfwatch-(\d+)-(ingress|egress)(-madeqdisc)?$")
 LOCKS = Path("/run/bpfwatch/tc")
 TCA_BPF_ID = 11  # in TCA_OPTIONS of a cls_bpf filter; pyroute2 does not decode it
-SO_ATTACH_BPF = 50
 
 
 def load_program(session, fn: str, kind: str):
