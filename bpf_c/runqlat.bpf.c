@@ -23,11 +23,6 @@
 #define OFF_TASK_STATE offsetof(struct task_struct, __state)
 #endif
 
-struct pid_key {
-    u32 pid;
-    u32 slot;
-};
-
 BPF_HASH(start, u32, u64, 65536);      // tid -> when it became runnable
 BPF_PERCPU_ARRAY(dist, u64, 65);       // log2 slot -> count
 BPF_PERCPU_ARRAY(dist_sum, u64, 1);    // total latency, UNIT_NS units

@@ -1,8 +1,14 @@
-// Shared by the scheduler tracers (cpudist, offcputime, runqlat). Helpers
-// and macros only: BCC generates tracepoint structs and rewrites map calls
-// in the tracer's own file alone.
+// Shared by the scheduler tracers (cpudist, offcputime, runqlat). Types,
+// helpers and macros only: BCC generates tracepoint structs and rewrites map
+// calls in the tracer's own file alone.
 #ifndef BPFWATCH_SCHED_H
 #define BPFWATCH_SCHED_H
+
+// The key of the per-process (or per-thread) log2 histograms (dist_pid).
+struct pid_key {
+    u32 pid;
+    u32 slot;
+};
 
 #ifdef HOOK_RAW_TRACEPOINT
 // Raw tracepoints hand task_struct pointers: offsets from BTF (-D) unless
