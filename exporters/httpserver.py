@@ -19,11 +19,11 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from prometheus_client.exposition import MetricsHandler
 
-from exporters import webconfig
+from exporters import exposition, webconfig
 from tracers.runtime.errors import BpfwatchError
 
 DEFAULT_MAX_CONNECTIONS = 64
@@ -172,12 +172,15 @@ class Server(ThreadingHTTPServer):
     # -- failures ----------------------------------------------------------------
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
-        with self._lock:
-            conn = self._connections.get(request)
-        if conn is not None and conn.cut:
+        if self.was_cut(request):
             return  # we cut it (timeout or room): already decided, not news
         peer = client_address[0] if client_address else "?"
         self.log(f"{peer}: {describe_failure(exc) if exc else 'failed'}")
+
+    def was_cut(self, request) -> bool:
+        with self._lock:
+            conn = self._connections.get(request)
+        return conn is not None and conn.cut
 
     def server_close(self) -> None:
         self._closing.set()
@@ -215,8 +218,14 @@ class Handler(MetricsHandler):
             self.end_headers()
             return
         path = urlparse(self.path).path
-        if path == "/metrics":
-            super().do_GET()
+        if path == "/metrics":  # as MetricsHandler, with map families from cached label strings
+            headers, body = exposition.bake(self.registry, self.headers.get("Accept"),
+                                            self.headers.get("Accept-Encoding"), parse_qs(urlparse(self.path).query))
+            self.send_response(200)
+            for header in headers:
+                self.send_header(*header)
+            self.end_headers()
+            self.wfile.write(body)
             return
         if path == "/healthz":
             healthy, text = self.health()
@@ -238,9 +247,16 @@ class Handler(MetricsHandler):
     def log_request(self, code="-", size="-") -> None:
         """Successful requests are not news."""
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_error(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        if format.startswith("Request timed out"):
+            if self.server.was_cut(self.request):
+                return  # cut for room or by the reaper: not news
+            format, args = "timed out before sending a whole request", ()
+        self.log_message(format, *args)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002
         # Reached through log_error: a malformed request, a read timeout.
-        self.server.log(f"{self.client_address[0]}: {format % args}")
+        self.server.log(f"{self.client_address[0]}: {format % args if args else format}")
 
 
 def make_server(host: str, port: int, registry, web: webconfig.WebConfig, *, health=None,
