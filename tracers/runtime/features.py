@@ -186,9 +186,14 @@ class Probe:
         return Feature(True, "attached to sys_enter")
 
     def _uprobe(self):
-        self._load("on_kprobe", "KPROBE")
-        self._probe_bpf.attach_uprobe(name="c", sym="getppid", fn_name="on_kprobe", pid=os.getpid())
-        self._probe_bpf.detach_uprobe(name="c", sym="getppid", pid=os.getpid())
+        from tracers.runtime import multiattach  # bpfwatch's one uprobe path
+        fn = self._load("on_kprobe", "KPROBE")
+        path, offset = multiattach.user_symbol("c", "getppid", os.getpid())
+        perf_fd = multiattach.uprobe_event(path, offset, pid=os.getpid())
+        try:
+            os.close(multiattach.attach_perf_event(fn.fd, perf_fd))
+        finally:
+            os.close(perf_fd)
         return Feature(True, "attached to libc getppid")
 
     def _perf_event(self):

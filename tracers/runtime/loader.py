@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Callable
 
-from tracers.runtime import planner
+from tracers.runtime import multiattach, planner
 from tracers.runtime.capture import quiet_stderr
 from tracers.runtime.errors import BpfwatchError, LoadError, Stop
 from tracers.runtime.stats import STAT_DEFINES
@@ -145,10 +145,10 @@ class Session:
             "kprobe": lambda: b.attach_kprobe(event=target, fn_name=hook.fn),
             # never maxactive: that path goes through tracefs and leaks on SIGKILL
             "kretprobe": lambda: b.attach_kretprobe(event=target, fn_name=hook.fn),
-            "uprobe": lambda: b.attach_uprobe(name=target.rsplit(":", 1)[0],
-                                              sym=target.rsplit(":", 1)[1], fn_name=hook.fn, pid=self.pid),
-            "uretprobe": lambda: b.attach_uretprobe(name=target.rsplit(":", 1)[0],
-                                                    sym=target.rsplit(":", 1)[1], fn_name=hook.fn, pid=self.pid),
+            # ours, not BCC's: its uprobes cannot share a function (multiattach.uprobe_event)
+            "uprobe": lambda: multiattach.for_session(self).user(hook.fn, target, pid=self.pid),
+            "uretprobe": lambda: multiattach.for_session(self).user(hook.fn, target, ret=True,
+                                                                    pid=self.pid),
             # BCC attaches KFUNC_PROBE/KRETFUNC_PROBE programs when it loads them
             "fentry": lambda: None, "fexit": lambda: None,
         }
@@ -230,12 +230,8 @@ class Session:
             if failures:  # one bad event stops the stream instead of flooding stderr
                 return -1
             try:
-                callback(table.event(data))
-            except SystemExit:  # BCC exits when it cannot map an event struct to ctypes
-                failures.append(LoadError(f"{self.spec.name}: BCC cannot decode the events of "
-                                          f"{map_name} (nested struct or 2-D array?)"))
-                return -1
-            except Exception as exc:
+                handle(ctypes.string_at(data, size))
+            except Exception as exc:  # a raise would be swallowed by the C caller
                 failures.append(exc)
                 return -1
             return 0

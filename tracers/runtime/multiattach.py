@@ -24,6 +24,8 @@ BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_PERF_EVENT = 24, 25, 41
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_UPROBE_REF_CTR_OFFSET_SHIFT = 32  # config bits 32-63 of the uprobe PMU
+NO_REF_CTR = 0  # no USDT semaphore
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -77,6 +79,11 @@ def _link(prog_fd: int, target_fd: int, attach_type: int, cookie: int) -> int:
         raise AttachFailed(exc.strerror or str(exc)) from None
 
 
+def attach_perf_event(prog_fd: int, perf_fd: int, cookie: int = 0) -> int:
+    """A BPF link (fd) from a program to a perf event (kprobe, uprobe, tracepoint)."""
+    return _link(prog_fd, perf_fd, BPF_PERF_EVENT, cookie)
+
+
 class MultiAttach:
     """Attachments of one session's programs; closes them with the session."""
 
@@ -103,7 +110,7 @@ class MultiAttach:
 
     def _attach_perf(self, prog_fd: int, perf_fd: int, cookie: int) -> None:
         self.fds.append(perf_fd)
-        self.fds.append(_link(prog_fd, perf_fd, BPF_PERF_EVENT, cookie))
+        self.fds.append(attach_perf_event(prog_fd, perf_fd, cookie))
         import fcntl
         fcntl.ioctl(perf_fd, PERF_EVENT_IOC_ENABLE, 0)
 
@@ -115,10 +122,13 @@ class MultiAttach:
 
     def uprobe(self, fn: str, path: str, offset: int, cookie: int = 0, ret: bool = False,
                pid: int = -1) -> None:
-        kind, bit = _pmu("uprobe")
-        raw = ctypes.create_string_buffer(path.encode())
-        perf_fd = _perf_open(kind, (1 << bit) if ret else 0, ctypes.addressof(raw), offset, pid)
-        self._attach_perf(self._prog_fd(fn, "KPROBE"), perf_fd, cookie)
+        self._attach_perf(self._prog_fd(fn, "KPROBE"), uprobe_event(path, offset, ret, pid), cookie)
+
+    def user(self, fn: str, target: str, ret: bool = False, pid: int = -1) -> None:
+        """A "LIBRARY:FUNCTION" hook target (a path or a library name like "c")."""
+        library, _, symbol = target.rpartition(":")
+        path, offset = user_symbol(library, symbol, pid)
+        self.uprobe(fn, path, offset, ret=ret, pid=pid)
 
     def tracepoint(self, fn: str, tp: str, cookie: int = 0) -> None:
         category, _, name = tp.partition(":")
@@ -148,6 +158,31 @@ class MultiAttach:
         self.fds.append(_link(fd, 0, BPF_TRACE_FEXIT if ret else BPF_TRACE_FENTRY, cookie))
 
 
+def for_session(session) -> MultiAttach:
+    """The session's one MultiAttach (made on first use)."""
+    multi = getattr(session, "_multiattach", None)
+    if multi is None:
+        multi = session._multiattach = MultiAttach(session)
+    return multi
+
+
+def uprobe_event(path: str, offset: int, ret: bool = False, pid: int = -1) -> int:
+    """The one way bpfwatch creates a uprobe: a perf event of the uprobe PMU
+    with its ref_ctr_offset stated (0), never tracefs (uprobe_events entries
+    outlive a SIGKILLed owner).
+
+    The kernel keeps one uprobe per (file, offset) and refuses another
+    registration with a different ref_ctr_offset ("ref_ctr_offset mismatch"
+    in dmesg). Debian's python3-bpfcc calls libbcc's uprobe attach with one
+    argument too few, so a stray value becomes the ref_ctr_offset: uprobes
+    through BCC could not share a function with ours, nor always with each
+    other, and BCC then fell back to tracefs."""
+    kind, bit = _pmu("uprobe")
+    config = (1 << bit if ret else 0) | NO_REF_CTR << PERF_UPROBE_REF_CTR_OFFSET_SHIFT
+    raw = ctypes.create_string_buffer(path.encode())
+    return _perf_open(kind, config, ctypes.addressof(raw), offset, pid)
+
+
 def user_symbol(library: str, symbol: str, pid: int = -1) -> tuple[str, int]:
     """(path, file offset) of a function in a library or executable."""
     from bcc import BPF
@@ -166,6 +201,17 @@ def library_path(library: str) -> str | None:
     from bcc import BPF
     found = BPF.find_library(library[3:] if library.startswith("lib") else library)
     return found.decode(errors="replace") if found else None
+
+
+def user_function_addresses(path: str) -> dict[str, int]:
+    """Function symbols of an ELF file and their addresses (aliases share one)."""
+    from bcc import BPF
+    with quiet_stderr():
+        try:
+            return {name.decode(errors="replace"): addr
+                    for name, addr in BPF.get_user_functions_and_addresses(path, b".*")}
+        except Exception as exc:
+            raise AttachFailed(f"cannot read symbols of {path}: {exc}") from None
 
 
 def user_functions(path: str) -> list[str]:
