@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from exporters.ledger import EvictionLedger, raw_key
 from tracers import decoders
 from tracers.output import text as fmt
 from tracers.mapdata import decode_labels, number, raw_label
@@ -103,8 +104,9 @@ class MapCollector:
         self._gone_since: dict[str, float] = {}
         self._retired: set[str] = set()  # containers no longer served
         self._alive: dict[str, bool] = {}  # per scrape
-        self._last_entries: dict[tuple, dict] = {}  # metric -> map key -> (labels, value)
-        self._carried: dict[tuple, dict] = {}  # metric -> labels -> what evicted entries had
+        self._ledger = EvictionLedger()  # counters stay monotonic over LRU evictions
+        self._last_series: dict[tuple, set] = {}  # metric -> label sets at the last scrape
+        self._folded_total: dict[tuple, int] = {}
         self.version = version
         self.closed = False
         self._lock = threading.Lock()  # one scrape at a time: the state below is shared
@@ -206,21 +208,26 @@ class MapCollector:
             return None
         return (short, ident.pod or "", ident.namespace or "")
 
-    def _carry_evicted(self, mkey: tuple, entries: dict, series: dict) -> None:
-        """A per-container series sums several map entries (the host's
-        cgroups, a container's sub-cgroups): an entry evicted from an LRU map
-        (gone, or back with less) must not make it go backwards, so what it
-        had is carried into its series."""
-        carried = self._carried.setdefault(mkey, {})
-        for key, (lv, v) in self._last_entries.get(mkey, {}).items():
-            now = entries.get(key)
-            if (now is None or now[1] < v) and not self._retired.intersection(lv):
-                carried[lv] = carried.get(lv, 0) + v
-        self._last_entries[mkey] = entries
-        for lv in [lv for lv in carried if self._retired.intersection(lv)]:
-            del carried[lv]
-        for lv, v in carried.items():
-            series[lv] = series.get(lv, 0) + v
+    def _carry_evicted(self, target: Target, metric: Metric, map_name: str, entries: dict,
+                       width: int, slot: bool = False) -> dict:
+        """What entries evicted from an LRU map (gone, or back with less) had,
+        by label set (exporters/ledger.py): added to the series, a counter
+        never goes backwards. Kept under `other` once the label set can never
+        be served; dropped for containers retired for good.
+        slot: label values end with a histogram slot."""
+        mkey = (target.name, metric.name)
+        admitted = self._admitted.get(mkey, set())
+        other = (OTHER,) * width
+
+        def keep_under(lv):
+            labels = lv[:-1] if slot else lv
+            if labels in admitted or len(admitted) < self.max_series:
+                return lv
+            return other + lv[-1:] if slot else other
+        carried = self._ledger.carry(mkey + (map_name,), (target.name, map_name), entries, keep_under)
+        if self._retired:
+            self._ledger.forget(mkey + (map_name,), lambda lv: bool(self._retired.intersection(lv)))
+        return carried
 
     def _family(self, target: Target, metric: Metric):
         items = self._read(target, metric.map)
@@ -231,7 +238,7 @@ class MapCollector:
         if metric.kind == "histogram":
             return self._histogram(target, metric, items, labels, names)
         series: dict[tuple, int] = {}
-        entries = {} if self.per_container and metric.kind == "counter" and len(names) > len(labels) else None
+        entries = {} if metric.kind == "counter" else None
         for key, value in items:
             v = number(value, metric.value_field)
             if not v and metric.kind == "counter":
@@ -240,9 +247,10 @@ class MapCollector:
             if lv is not None:
                 series[lv] = series.get(lv, 0) + v
                 if entries is not None:
-                    entries[bytes(key) if isinstance(key, ctypes.Structure) else number(key)] = (lv, v)
+                    entries[raw_key(key)] = (lv, v)
         if entries is not None:
-            self._carry_evicted((target.name, metric.name), entries, series)
+            for lv, v in self._carry_evicted(target, metric, metric.map, entries, len(names)).items():
+                series[lv] = series.get(lv, 0) + v
         series = self._guard(target, metric, series, len(names), lambda a, b: a + b, abs)
         cls = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
         family = cls(metric_name(metric), metric.help, labels=names)
@@ -252,6 +260,7 @@ class MapCollector:
 
     def _histogram(self, target, metric, items, labels, names):
         groups: dict[tuple, dict[int, int]] = {}
+        entries = {}
         for key, value in items:
             count = number(value, metric.value_field)
             if not count:
@@ -261,6 +270,11 @@ class MapCollector:
             if lv is not None:
                 bucket = groups.setdefault(lv, {})
                 bucket[slot] = bucket.get(slot, 0) + count
+                entries[raw_key(key)] = (lv + (slot,), count)
+        for lv_slot, count in self._carry_evicted(target, metric, metric.map, entries, len(names),
+                                                  slot=True).items():
+            bucket = groups.setdefault(lv_slot[:-1], {})
+            bucket[lv_slot[-1]] = bucket.get(lv_slot[-1], 0) + count
 
         def merge(a, b):
             return {s: a.get(s, 0) + b.get(s, 0) for s in a.keys() | b.keys()}
@@ -290,13 +304,19 @@ class MapCollector:
         if items is None:
             return None
         sums: dict[tuple, float] = {}
+        entries = {}
         for key, value in items:
             lv = self._labels(target, metric, key, value, labels)
             if lv is not None:
-                sums[lv] = sums.get(lv, 0) + number(value) * metric.multiplier
+                raw = number(value)
+                sums[lv] = sums.get(lv, 0) + raw * metric.multiplier
+                entries[raw_key(key)] = (lv, raw)
+        width = len(self._names(labels))
+        for lv, raw in self._carry_evicted(target, metric, metric.sum_map, entries, width).items():
+            sums[lv] = sums.get(lv, 0) + raw * metric.multiplier
         admitted = self._admitted.get((target.name, metric.name))
         if admitted is not None and any(lv not in admitted for lv in sums):
-            other = (OTHER,) * len(self._names(labels))
+            other = (OTHER,) * width
             folded = {}
             for lv, s in sums.items():
                 dest = lv if lv in admitted else other
@@ -305,8 +325,11 @@ class MapCollector:
         return sums
 
     def _guard(self, target, metric, series: dict, width: int, merge, weight) -> dict:
-        """At most max_series label sets (first come, biggest first), the rest in `other`."""
+        """At most max_series label sets (first come, biggest first), the rest in `other`.
+        Counts the label sets folded now (a gauge) and each one's arrival in
+        `other` (a counter: it was not in the map at the last scrape)."""
         mkey = (target.name, metric.name)
+        before, self._last_series[mkey] = self._last_series.get(mkey, set()), set(series)
         admitted = self._admitted.setdefault(mkey, set())
         room = self.max_series - len(admitted)
         fresh = [lv for lv in series if lv not in admitted]
@@ -317,17 +340,20 @@ class MapCollector:
         if all(lv in admitted for lv in fresh):  # the usual case: nothing to fold
             self._folded[mkey] = 0
             return series
-        out, rest, folded = {}, None, 0
+        out, rest, folded, arrived = {}, None, 0, 0
+        other = (OTHER,) * width
         for lv, v in series.items():
             if lv in admitted:
                 out[lv] = v
             else:
-                folded += 1
+                if lv != other:  # `other` itself: what evicted label sets left
+                    folded += 1
+                    arrived += lv not in before
                 rest = v if rest is None else merge(rest, v)
         if rest is not None:
-            other = (OTHER,) * width
             out[other] = merge(out[other], rest) if other in out else rest
         self._folded[mkey] = folded
+        self._folded_total[mkey] = self._folded_total.get(mkey, 0) + arrived
         return out
 
     # -- self-telemetry ------------------------------------------------------------
@@ -369,6 +395,13 @@ class MapCollector:
         yield self._counts(f"{NAMESPACE}_series_folded", "Label sets folded into the `other` "
                            "series by the max-series guard at this scrape.",
                            ["tracer", "metric"], self._folded, GaugeMetricFamily)
+        yield self._counts(f"{NAMESPACE}_series_folded_arrivals", "Label sets that arrived beyond "
+                           "--max-series and were folded into `other` (counted at each arrival).",
+                           ["tracer", "metric"], self._folded_total, CounterMetricFamily)
+        yield self._counts(f"{NAMESPACE}_map_evictions", "Map entries found gone (an LRU map "
+                           "evicted them) or back with less since the last scrape; what they had "
+                           "stays in the served counters.",
+                           ["tracer", "map"], self._ledger.evictions, CounterMetricFamily)
         yield g(f"{NAMESPACE}_scrape_duration_seconds", "Time spent reading maps for this scrape.",
                 value=seconds)
         info = g(f"{NAMESPACE}_build_info", "bpfwatch version, Python and kernel release.",

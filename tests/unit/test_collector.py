@@ -139,8 +139,9 @@ def test_histogram_buckets_never_shrink_and_count_without_sum_map():
     assert reg.get_sample_value("bpfwatch_size_bytes_sum") is None
     h._items = [(ctypes.c_uint32(2), ctypes.c_uint64(1)), (ctypes.c_uint32(5), ctypes.c_uint64(1))]
     assert reg.get_sample_value("bpfwatch_size_bytes_bucket", {"le": "32.0"}) == 2
-    h._items = [(ctypes.c_uint32(2), ctypes.c_uint64(3))]  # a shrunken map (LRU) keeps the bounds
-    assert reg.get_sample_value("bpfwatch_size_bytes_bucket", {"le": "32.0"}) == 3
+    h._items = [(ctypes.c_uint32(2), ctypes.c_uint64(3))]  # slot 5 evicted: bounds and its count stay
+    assert reg.get_sample_value("bpfwatch_size_bytes_bucket", {"le": "32.0"}) == 4
+    assert reg.get_sample_value("bpfwatch_map_evictions_total", {"tracer": "fake", "map": "h"}) == 1
 
 
 def test_linear_histogram_bounds():
