@@ -67,11 +67,12 @@ class BTF:
         strs = hdr_len + str_off
         if types + type_len > len(data) or strs + str_len > len(data) or type_len % 4:
             raise BTFUnavailable("BTF header points outside the data")
-        # A flat u32 list: indexing it is much faster than struct.unpack per field.
+        # A flat u32 array: indexing it is much faster than struct.unpack per
+        # field, and it stays 4 bytes a word (a list of ints took ~30 MiB).
         words = array.array("I", data[types:types + type_len])
         if little != (sys.byteorder == "little"):
             words.byteswap()
-        self._w = w = words.tolist()
+        self._w = w = words
         self._strs = bytes(data[strs:strs + str_len])
         # _pos[type_id] = index of that type's header in _w; id 0 is void.
         pos = [0]
@@ -85,9 +86,9 @@ class BTF:
             i += 3 + fixed + per * (info & 0xFFFF)
         if i != n:
             raise BTFUnavailable("BTF type section is truncated")
-        self._pos = pos
-        # Name offset per type id, for list.index() lookups (C-speed scans).
-        self._names = [0] + [w[p] for p in pos[1:]]
+        self._pos = array.array("I", pos)
+        # Name offset per type id, for index() lookups (C-speed scans).
+        self._names = array.array("I", [0] + [w[p] for p in pos[1:]])
         self._memo = {}  # (name, kinds) -> ids: probes ask for the same structs
 
     @classmethod
