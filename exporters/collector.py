@@ -21,10 +21,11 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from exporters.ledger import EvictionLedger, raw_key
+from exporters.exposition import RenderedCounter, RenderedGauge, label_text
 from tracers import decoders
 from tracers.output import text as fmt
 from tracers.mapdata import decode_labels, number, raw_label
-from tracers.runtime.maps import read_items
+from tracers.runtime.maps import read_items, read_raw
 from tracers.spec import Label, Metric, TracerSpec
 
 NAMESPACE = "bpfwatch"
@@ -46,6 +47,11 @@ DEFAULT_CONTAINER_TTL = 300.0
 
 def is_per_container(label: Label) -> bool:
     return label.decoder == "cgroup"
+
+
+# Decoders whose answer for the same bytes can change while we run: never
+# cached per map key (a disk number is reused after hotplug).
+VOLATILE_DECODERS = frozenset({"disk_name", "cgroup"})
 
 
 def metric_name(metric: Metric) -> str:
@@ -117,6 +123,9 @@ class MapCollector:
         self._read_errors: dict[tuple, int] = {}
         self._folded: dict[tuple, int] = {}
         self._entries: dict[tuple, tuple[int, int]] = {}
+        self._label_cache: dict[tuple, dict] = {}  # metric -> raw key -> label values (last scrape's keys)
+        self._prefixes: dict[tuple, dict] = {}  # metric -> label values -> 'name{labels} '
+        self._key_types: dict[tuple, type] = {}  # (tracer, map) -> its ctypes key, for raw keys
         if registry is not None:
             registry.register(self)
 
@@ -146,11 +155,18 @@ class MapCollector:
             families += self._telemetry(time.perf_counter() - started)
         yield from families
 
-    def _read(self, target: Target, map_name: str) -> list | None:
+    def _read(self, target: Target, map_name: str, raw_keys: bool = False) -> list | None:
+        """(key, value) pairs; keys as bytes when raw_keys and the kernel
+        reads the map in batches (no ctypes object per key)."""
         key = (target.name, map_name)
         try:
             table = target.table(map_name)
-            items, batched = read_items(table, self._batch_ok.get(key, True))
+            raw = read_raw(table) if raw_keys and self._batch_ok.get(key, True) else None
+            if raw is not None:
+                items, batched = list(zip(*raw)), True
+                self._key_types[key] = table.Key
+            else:
+                items, batched = read_items(table, self._batch_ok.get(key, True))
         except Exception:
             self._read_errors[key] = self._read_errors.get(key, 0) + 1
             return None
@@ -230,20 +246,22 @@ class MapCollector:
         return carried
 
     def _family(self, target: Target, metric: Metric):
-        items = self._read(target, metric.map)
+        labels = self._kept_labels(metric)
+        items = self._read(target, metric.map, raw_keys=metric.kind != "histogram" and self._cacheable(labels))
         if items is None:
             return None
-        labels = self._kept_labels(metric)
         names = self._names(labels)
         if metric.kind == "histogram":
             return self._histogram(target, metric, items, labels, names)
         series: dict[tuple, int] = {}
         entries = {} if metric.kind == "counter" else None
+        labels_of = self._labels_cached(target, metric, labels)
+        scalar = not metric.value_field
         for key, value in items:
-            v = number(value, metric.value_field)
+            v = value if scalar and type(value) is int else number(value, metric.value_field)
             if not v and metric.kind == "counter":
                 continue  # arrays hold every slot; a zero counter is noise
-            lv = self._labels(target, metric, key, value, labels)
+            lv = labels_of(key, value)
             if lv is not None:
                 series[lv] = series.get(lv, 0) + v
                 if entries is not None:
@@ -252,11 +270,52 @@ class MapCollector:
             for lv, v in self._carry_evicted(target, metric, metric.map, entries, len(names)).items():
                 series[lv] = series.get(lv, 0) + v
         series = self._guard(target, metric, series, len(names), lambda a, b: a + b, abs)
-        cls = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+        cls = RenderedCounter if metric.kind == "counter" else RenderedGauge
         family = cls(metric_name(metric), metric.help, labels=names)
-        for lv, v in series.items():
-            family.add_metric(list(lv), v)
+        family.set_series(names, series, self._prefixes_for(target, metric, family, names, series))
         return family
+
+    def _labels_cached(self, target: Target, metric: Metric, labels: tuple[Label, ...]):
+        """labels_of(key, value): _labels, remembered per raw key from one
+        scrape to the next when they depend on the key's bytes alone (no
+        value field, no volatile decoder). Refusals are not remembered:
+        they count at every scrape, as before."""
+        if not self._cacheable(labels):
+            return lambda key, value: self._labels(target, metric, key, value, labels)
+        mkey = (target.name, metric.name)
+        before, now = self._label_cache.get(mkey, {}), {}
+        self._label_cache[mkey] = now  # only keys in the map now: bounded by its size
+        key_type = self._key_types.get((target.name, metric.map))
+
+        def labels_of(key, value):
+            raw = key if type(key) is int else bytes(key)  # bytes already when read raw
+            lv = before.get(raw)
+            if lv is None:
+                if key_type is not None and type(key) is bytes:
+                    key = key_type.from_buffer_copy(key)
+                lv = self._labels(target, metric, key, value, labels)
+                if lv is None:
+                    return None
+            now[raw] = lv
+            return lv
+        return labels_of
+
+    @staticmethod
+    def _cacheable(labels: tuple[Label, ...]) -> bool:
+        """Label values that follow from a key's bytes alone."""
+        return not any(l.field.startswith("value.") or l.decoder in VOLATILE_DECODERS for l in labels)
+
+    def _prefixes_for(self, target, metric, family, names, series: dict) -> dict:
+        """Label values -> sample line prefix `name{labels} `, kept for the
+        label sets served at the last scrape."""
+        mkey = (target.name, metric.name)
+        prefixes = self._prefixes.setdefault(mkey, {})
+        sample = family.name + ("_total" if metric.kind == "counter" else "")
+        for lv in [lv for lv in series if lv not in prefixes]:
+            prefixes[lv] = f"{sample}{label_text(names, lv)} "
+        if len(prefixes) > len(series):  # label sets gone from the map
+            prefixes = self._prefixes[mkey] = {lv: prefixes[lv] for lv in series}
+        return prefixes
 
     def _histogram(self, target, metric, items, labels, names):
         groups: dict[tuple, dict[int, int]] = {}
