@@ -1,15 +1,19 @@
-"""Scrape cost of the exporter for 1k, 10k and 100k series (root; not a test).
+"""Scrape cost of the exporter for 1k to 1M series (root; not a test).
 
 For each size, one BPF hash map holds that many keys (filled from user space
 in one batch). Timed, median of several rounds:
   read batch   - only reading the map: one BPF_MAP_LOOKUP_BATCH walk
   read items   - only reading the map key by key (BCC's items(), the fallback)
-  scrape       - the exporter's whole /metrics body: read, decode labels,
-                 guard, render the text exposition
+  scrape       - the exporter's whole /metrics body (exporters.exposition, as
+                 served): read, decode labels (cached per key after the first
+                 scrape), guard, render text; and the same in OpenMetrics
+  first scrape - the same, from a fresh collector (nothing cached yet)
   plain client - prometheus-client rendering the same number of samples from
                  an ordinary labelled Counter (no BPF at all)
+  peak memory  - Python allocations at the peak of one scrape (tracemalloc),
+                 ours and the plain client's
 
-    .venv/bin/python -m bench.scrape [--sizes 1000,10000,100000] [--json FILE]
+    .venv/bin/python -m bench.scrape [--sizes 1000,10000,100000,1000000] [--json FILE]
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -27,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporters import program  # noqa: E402
+from exporters import exposition, program  # noqa: E402
 from exporters.collector import MapCollector, Target  # noqa: E402
 
 C_TEXT = """
@@ -74,6 +79,15 @@ def plain_client(n: int):
     return registry
 
 
+def peak_mib(fn) -> float:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
 def measure(n: int, rounds: int) -> dict:
     from tracers.runtime import Session
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,26 +97,37 @@ def measure(n: int, rounds: int) -> dict:
         with Session(spec, defines) as session:
             table = session.bpf["series"]
             fill(table, n)
-            registry = CollectorRegistry()
-            MapCollector([Target.from_session(session)], registry=registry, max_series=n + 1)
-            body = generate_latest(registry)
+
+            def fresh():
+                registry = CollectorRegistry(auto_describe=True)  # as the daemon's
+                MapCollector([Target.from_session(session)], registry=registry, max_series=n + 1)
+                return registry
+            started = time.perf_counter()
+            registry = fresh()  # registering collects once: the first scrape
+            first = time.perf_counter() - started
+            body = exposition.generate_latest(registry)
             assert body.count(b"\nbpfwatch_bench_total{") == n, "every key is one series"
             row = {
                 "series": n,
                 "read_batch_s": timed(lambda: list(table.items_lookup_batch()), rounds),
-                "read_items_s": timed(table.items, max(1, rounds // 2)),
-                "scrape_s": timed(lambda: generate_latest(registry), rounds),
+                "read_items_s": timed(table.items, max(1, rounds // 2)) if n <= 100_000 else None,
+                "first_scrape_s": first,
+                "scrape_s": timed(lambda: exposition.generate_latest(registry), rounds),
+                "scrape_openmetrics_s": timed(lambda: exposition.generate_latest(registry, True), rounds),
+                "scrape_peak_mib": peak_mib(lambda: exposition.generate_latest(registry)),
                 "bytes": len(body),
             }
+            del registry
     plain = plain_client(n)
-    row["plain_client_s"] = timed(lambda: generate_latest(plain), rounds)
+    row["plain_client_s"] = timed(lambda: generate_latest(plain), rounds if n <= 100_000 else 1)
+    row["plain_peak_mib"] = peak_mib(lambda: generate_latest(plain))
     row["series_per_s"] = n / row["scrape_s"]
     return row
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scrape", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=str(ROOT / "bench" / "scrape.json"), metavar="FILE")
     args = parser.parse_args(argv)
@@ -110,12 +135,8 @@ def main(argv=None) -> int:
         print("bench.scrape: needs root (it loads a BPF program)", file=sys.stderr)
         return 1
     rows = [measure(int(n), args.rounds) for n in args.sizes.split(",")]
-    print(f"{'series':>8} {'read batch':>11} {'read items':>11} {'scrape':>9} {'series/s':>10} "
-          f"{'plain client':>13} {'scrape/plain':>13}")
-    for r in rows:
-        print(f"{r['series']:>8} {r['read_batch_s'] * 1e3:>9.2f}ms {r['read_items_s'] * 1e3:>9.1f}ms "
-              f"{r['scrape_s'] * 1e3:>7.1f}ms {r['series_per_s']:>10.0f} {r['plain_client_s'] * 1e3:>11.1f}ms "
-              f"{r['scrape_s'] / r['plain_client_s']:>12.2f}x")
+    from bench.main import render_scrape
+    print(render_scrape({"rounds": args.rounds, "rows": rows}))
     Path(args.json).write_text(json.dumps({"kernel": os.uname().release, "rounds": args.rounds,
                                            "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -1,12 +1,14 @@
 // Benchmark workloads, no Python on the hot path.
-//   workload open N        open+close /dev/null N times, print ns of CPU time per
-//                          iteration (CPU, not wall: the probes run in this
-//                          process's syscalls; time others take the CPU does not count)
+//   workload open N [RATE] open+close /dev/null N times (paced to RATE/s when
+//                          given), print ns of CPU time per iteration (CPU, not
+//                          wall: the probes run in this process's syscalls; time
+//                          others take the CPU does not count)
 //   workload getppid N [RATE]
 //                          N getppid() calls (one tracepoint hit each), paced to
 //                          RATE calls/s when given (busy-waiting), else flat out;
 //                          prints "<calls> <seconds>"
-//   workload exec N PATH   posix_spawn PATH N times, one at a time; prints
+//   workload exec N PATH [ARG...]
+//                          posix_spawn PATH ARG... N times, one at a time; prints
 //                          "<execs> <seconds>"
 #include <fcntl.h>
 #include <spawn.h>
@@ -38,8 +40,12 @@ int main(int argc, char **argv)
     }
     long n = atol(argv[2]);
     if (!strcmp(argv[1], "open")) {
-        double t0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        double rate = argc > 3 ? atof(argv[3]) : 0, t0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        double w0 = now();
         for (long i = 0; i < n; i++) {
+            if (rate > 0 && (i & 15) == 0)
+                while (now() - w0 < i / rate)
+                    ;
             int fd = open("/dev/null", O_RDONLY);
             if (fd < 0)
                 return 1;
@@ -63,7 +69,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "exec") && argc > 3) {
         extern char **environ;
-        char *child[] = {argv[3], NULL};
+        char **child = argv + 3;  // PATH ARG... NULL
         double t0 = now();
         for (long i = 0; i < n; i++) {
             pid_t pid;
