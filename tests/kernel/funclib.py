@@ -10,18 +10,27 @@ __attribute__((noinline)) void bpfw_nap(long ns)
     struct timespec t = {0, ns};
     nanosleep(&t, 0);
 }
+/* Each level is a real call (through a volatile pointer: no loop, no tail call). */
+__attribute__((noinline)) int bpfw_recurse(int depth);
+static int (*volatile recurse_again)(int) = bpfw_recurse;
+__attribute__((noinline)) int bpfw_recurse(int depth)
+{
+    return depth <= 1 ? 1 : 1 + recurse_again(depth - 1);
+}
 """
 MAIN_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
-int bpfw_target(int); int bpfw_other(int); void bpfw_nap(long);
+int bpfw_target(int); int bpfw_other(int); void bpfw_nap(long); int bpfw_recurse(int);
 int main(int argc, char **argv)
 {
     int target = atoi(argv[1]), other = atoi(argv[2]), naps = atoi(argv[3]), acc = 0;
+    int recursions = atoi(argv[4]), depth = atoi(argv[5]);
     getchar();  /* the test says go once the tracer is attached */
     for (int i = 0; i < target; i++) acc += bpfw_target(i);
     for (int i = 0; i < other; i++) acc += bpfw_other(i);
     for (int i = 0; i < naps; i++) bpfw_nap(200000);
+    for (int i = 0; i < recursions; i++) acc += bpfw_recurse(depth);
     printf("%d\n", acc);
     return 0;
 }
@@ -39,9 +48,10 @@ def build(tmp_path):
     return lib, prog
 
 
-def start(prog, target=0, other=0, naps=0):
-    return subprocess.Popen([prog, str(target), str(other), str(naps)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+def start(prog, target=0, other=0, naps=0, recursions=0, depth=0):
+    """recursions x bpfw_recurse(depth): recursions * depth calls, nested depth deep."""
+    return subprocess.Popen([prog, str(target), str(other), str(naps), str(recursions), str(depth)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def go(proc):

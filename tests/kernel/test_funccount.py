@@ -30,7 +30,7 @@ def test_uprobe_counts_exactly_43_calls_and_leaves_nothing_after_sigkill(tracer,
     before, events_before = bpf_objects(["on_count"]), probe_events()
     work = funclib.start(prog, target=43, other=7, naps=2)
     run = tracer(["funccount", "--json", f"{lib}:bpfw_*", "-p", str(work.pid), "0.5"])
-    assert "3 of 3 targets" in run.stderr
+    assert "4 of 4 targets" in run.stderr
     other = funclib.start(prog, target=5)  # not the traced pid
     funclib.go(work)
     funclib.go(other)
@@ -73,3 +73,20 @@ def test_bad_input_is_one_line(argv, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_aliases_of_one_function_are_probed_once_and_named_together(tracer):
+    # libc's getppid is also __getppid, __GI_getppid and __GI___getppid: one
+    # address, one probe, one row of 17 (not four rows of 17)
+    child = "import os, sys\nsys.stdin.readline()\nfor _ in range(17): os.getppid()\n"
+    work = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, text=True)
+    run = tracer(["funccount", "--json", "-p", str(work.pid), "c:*getppid"])
+    work.communicate("go\n", timeout=30)
+    assert run.stop() == 0, run.stderr
+    got = counts(run)
+    assert sum(got.values()) == 17 and len(got) == 1, got
+    (probe,) = got
+    names = probe.rsplit(":", 1)[1].split("|")
+    assert names[0] == "getppid" and sorted(names) == \
+        sorted(["getppid", "__getppid", "__GI_getppid", "__GI___getppid"]), probe
+    assert run.json_lines()[-1]["probes"] == 1

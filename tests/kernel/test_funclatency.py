@@ -38,3 +38,34 @@ def test_bad_input_is_one_line(argv, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_recursive_calls_are_each_timed_12_calls_at_depth_4(tracer, tmp_path):
+    # 3 outer calls of bpfw_recurse(4): 12 calls, up to 4 nested on one thread
+    lib, prog = funclib.build(tmp_path)
+    work = funclib.start(prog, recursions=3, depth=4)
+    run = tracer(["funclatency", "--json", "-p", str(work.pid), f"{lib}:bpfw_recurse"])
+    funclib.go(work)
+    assert run.stop() == 0, run.stderr
+    (last,) = run.json_lines()
+    assert (last["total"], last["depth_overflows"]) == (12, 0)
+
+
+def test_nesting_deeper_than_the_stack_is_counted_not_mistimed(tracer, tmp_path):
+    # one call chain 40 deep: the deepest 40 - MAX_DEPTH levels are not timed
+    from tracers.tools.funclatency import MAX_DEPTH
+    lib, prog = funclib.build(tmp_path)
+    work = funclib.start(prog, recursions=1, depth=40)
+    run = tracer(["funclatency", "--json", "-p", str(work.pid), f"{lib}:bpfw_recurse"])
+    funclib.go(work)
+    assert run.stop() == 0, run.stderr
+    (last,) = run.json_lines()
+    assert (MAX_DEPTH, last["total"], last["depth_overflows"]) == (32, 32, 8)
+
+
+def test_an_unknown_function_is_one_line_with_one_prefix():
+    proc = subprocess.run([sys.executable, "-m", "tracers", "funclatency", "c:nosuchfn_xyz"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.count("funclatency:") == 1, proc.stderr
+    assert "nosuchfn_xyz" in proc.stderr

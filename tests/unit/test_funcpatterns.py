@@ -94,12 +94,21 @@ def test_funclatency_refuses_patterns_and_junk(text):
 
 def test_funclatency_units_and_alternatives():
     args = parse(funclatency, ["-u", "vfs_read"])
-    assert funclatency.TRACER().defines(args) == {"UNIT_NS": 1000}
+    assert funclatency.TRACER().defines(args) == {"UNIT_NS": 1000, "MAX_DEPTH": 32}
     assert [a.name for a in funclatency.TRACER().session_spec(args).alternatives] == ["fentry", "kprobe"]
     user = parse(funclatency, ["-m", "c:nanosleep", "5"])
-    assert funclatency.TRACER().defines(user) == {"UNIT_NS": 1_000_000}
+    assert funclatency.TRACER().defines(user) == {"UNIT_NS": 1_000_000, "MAX_DEPTH": 32}
     hooks = funclatency.TRACER().session_spec(user).alternative("uprobe").hooks
     assert [(h.kind, h.target, h.fn) for h in hooks] == \
         [("uprobe", "c:nanosleep", "on_entry"), ("uretprobe", "c:nanosleep", "on_return")]
     with pytest.raises(UsageError, match="--hook kprobe does not fit user function"):
         funclatency.TRACER().session_spec(parse(funclatency, ["--hook", "kprobe", "c:nanosleep"]))
+
+
+def test_user_targets_one_per_address_aliases_joined():
+    addresses = {"__GI_getppid": 0xd54f0, "__getppid": 0xd54f0, "getppid": 0xd54f0,
+                 "__GI___getppid": 0xd54f0, "getpid": 0xd5400, "other": 0x100}
+    targets, names = funccount.user_targets("/lib/libc.so.6", addresses, "*get*pid")
+    assert targets == ["/lib/libc.so.6:getppid", "/lib/libc.so.6:getpid"]
+    assert names == ["/lib/libc.so.6:getppid|__getppid|__GI_getppid|__GI___getppid",
+                     "/lib/libc.so.6:getpid"]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from dataclasses import dataclass
 
 from tracers import decoders, options, runner
+from tracers.mapdata import number
+from tracers.summary import Table, count, label
 from tracers.runtime.kconst import KPROBE_BLACKLIST, TRACEFS
 from tracers.tools._funcs import EVENT_NAME, KERNEL_NAME, USER_NAME
 from tracers.spec import Alternative, Hook, Tracer, TracerSpec, UsageError
@@ -111,6 +112,27 @@ def tracepoints(category: str, name: str) -> list[str]:
     return sorted(found)
 
 
+def alias_order(name: str) -> tuple:
+    """The name a user writes first: fewest leading underscores, then shortest."""
+    return (len(name) - len(name.lstrip("_")), len(name), name)
+
+
+def user_targets(path: str, addresses: dict[str, int], pattern: str) -> tuple[list[str], list[str]]:
+    """One target per address (aliases of a function share one, and one probe
+    would otherwise count every call once per alias): (hook targets, display
+    names "path:name|alias|...")."""
+    by_address: dict[int, list[str]] = {}
+    for name in match(addresses, pattern):
+        by_address.setdefault(addresses[name], []).append(name)
+    groups = [sorted(names, key=alias_order) for names in by_address.values()]
+    return [f"{path}:{g[0]}" for g in groups], [f"{path}:{'|'.join(g)}" for g in groups]
+
+
+def display_names(args) -> list[str]:
+    """What each target is shown as: its aliases joined, or the target itself."""
+    return getattr(args, "_names", None) or resolve(args)[1]
+
+
 def resolve(args) -> tuple[Pattern, list[str]]:
     """The pattern's targets on this machine, once per run (cached on args)."""
     if getattr(args, "_targets", None) is not None:
@@ -140,7 +162,8 @@ def resolve(args) -> tuple[Pattern, list[str]]:
             path = multiattach.library_path(pattern.library)
             if path is None:
                 raise UsageError(f"no library or executable {pattern.library!r}")
-            targets = [f"{path}:{n}" for n in match(multiattach.user_functions(path), pattern.name)]
+            targets, names = user_targets(path, multiattach.user_function_addresses(path), pattern.name)
+            args._names = names
     except (OSError, multiattach.AttachFailed) as exc:
         raise UsageError(f"cannot list targets: {exc}") from None
     if not targets:
@@ -159,15 +182,16 @@ def resolve(args) -> tuple[Pattern, list[str]]:
 
 
 
-def read_counts(session, targets: list[str]) -> dict[str, int]:
-    """Cumulative calls per target (the map is never cleared)."""
-    return {targets[k.value]: sum(per_cpu) for k, per_cpu in session.bpf["counts"].items()
-            if k.value < len(targets)}
-
-
-def deltas(now: dict[str, int], before: dict[str, int]) -> list[tuple[str, int]]:
-    rows = [(t, n - before.get(t, 0)) for t, n in now.items() if n > before.get(t, 0)]
-    return sorted(rows, key=lambda r: (-r[1], r[0]))
+def counts_table(targets: list[str], top: int | None) -> Table:
+    """Calls per probe: the map is indexed by the probe's cookie (its index)."""
+    def probe(index) -> str:
+        i = number(index)
+        if not 0 <= i < len(targets):
+            raise decoders.DecodeError(f"no probe {i}")
+        return decoders.text(targets[i].encode())
+    width = max([40, *(len(t) for t in targets)])
+    return Table("counts", "counts", (label("probe", "FUNC", width, "", "probe"), count("count", "COUNT", 10)),
+                 top=top, decoders={"probe": probe})
 
 
 class Funccount(Tracer):
@@ -239,29 +263,10 @@ class Funccount(Tracer):
             print(f"{prog}: skipped {decoders.text(target.encode())}: {why}", file=sys.stderr)
         if not args._attached:
             raise BpfwatchError(f"none of the {len(targets)} targets of {args.pattern!r} could be probed")
-        before: dict[str, int] = {}
-        started = time.time()
-        runner.announce(session, f"{len(args._attached)} of {len(targets)} targets of {args.pattern!r}")
-
-        def tick(final: bool) -> None:
-            nonlocal before, started
-            now = read_counts(session, targets)
-            rows = deltas(now, before)[:args.top]
-            before, began, started = now, started, time.time()
-            if args.json:
-                runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
-                             "probes": len(args._attached), "skipped": len(args._skipped),
-                             "counts": [{"probe": decoders.text(t.encode()), "count": n} for t, n in rows]})
-                return
-            print(f"[{time.strftime('%H:%M:%S')}]")
-            width = max([40, *(len(t) for t, _ in rows)])
-            print(f"{'FUNC':<{width}} {'COUNT':>10}")
-            for target, count in rows:
-                print(f"{decoders.text(target.encode()):<{width}} {count:>10}")
-            print(flush=True)
-
-        runner.interval_loop(args, tick)
-        return 0
+        return runner.summary_loop(
+            session, args, f"{len(args._attached)} of {len(targets)} targets of {args.pattern!r}",
+            (counts_table(display_names(args), args.top),),
+            extra=lambda rows: {"probes": len(args._attached), "skipped": len(args._skipped)})
 
 
 TRACER = Funccount

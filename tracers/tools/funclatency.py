@@ -7,15 +7,15 @@ the runtime loads the generic entry/return programs under the target's name
 """
 from __future__ import annotations
 
-import time
 
 from tracers import runner
-from tracers.output import text as fmt
+from tracers.mapdata import number
 from tracers.tools._funcs import KERNEL_NAME, USER_NAME
-from tracers.tools._hist import delta, read_slots, record
+from tracers.summary import Histogram
 from tracers.spec import Alternative, Hook, Tracer, TracerSpec, UsageError
 
 UNITS = {"nsecs": 1, "usecs": 1000, "msecs": 1_000_000}
+MAX_DEPTH = 32  # entry times kept per thread (recursion); C: MAX_DEPTH, a power of two
 
 
 def _alts(target: str, user: bool, placeholder: bool = False) -> tuple[Alternative, ...]:
@@ -83,7 +83,7 @@ class Funclatency(Tracer):
 
     def defines(self, args) -> dict[str, int]:
         args.function  # noqa: B018 (the exporter, which passes no FUNCTION, stops here)
-        return {"UNIT_NS": UNITS[unit_of(args)]}
+        return {"UNIT_NS": UNITS[unit_of(args)], "MAX_DEPTH": MAX_DEPTH}
 
     def session_spec(self, args) -> TracerSpec:
         try:
@@ -105,34 +105,28 @@ class Funclatency(Tracer):
             try:
                 state["multi"].fentry(hook.fn, hook.target, ret=hook.kind == "fexit")
             except (multiattach.AttachFailed, OSError) as exc:
-                raise LoadError(f"funclatency: cannot attach {hook.kind} {hook.target}: {exc}") from None
+                raise LoadError(f"cannot attach {hook.kind} {hook.target}: {exc}") from None
         state: dict = {}
         return {"fentry": attach, "fexit": attach}
 
     def run(self, session, args) -> int:
-        unit = unit_of(args)
-        before: dict = {}
-        runner.announce(session, f"{args.function} latency")
+        hist = Histogram("dist", unit_of(args), empty="(no calls seen)", flat=True)
+        overflows = {"before": 0, "interval": 0}
 
-        def tick(final: bool) -> None:
-            nonlocal before
-            now = read_slots(session)
-            hist = delta(now, before)
-            before = now
-            if args.json:
-                rows = record({None: hist}, unit, None)
-                runner.emit({"time": round(time.time(), 3), "function": args.function, "unit": unit,
-                             "total": rows[0]["total"] if rows else 0,
-                             "buckets": rows[0]["buckets"] if rows else [],
-                             "map_update_failures": session.stats()["map_update_failures"]})
-                return
-            print(f"[{time.strftime('%H:%M:%S')}] {args.function}")
-            print(fmt.log2_histogram(hist, unit) or "(no calls seen)")
-            print(f"calls: {sum(hist.values())}", flush=True)
-            print(flush=True)
+        def extra(rows) -> dict:
+            # calls nested deeper than MAX_DEPTH, not timed: this interval's
+            now = sum(number(per_cpu) for _key, per_cpu in session.read_map("overflows"))
+            overflows["interval"], overflows["before"] = now - overflows["before"], now
+            return {"function": args.function, "depth_overflows": overflows["interval"]}
 
-        runner.interval_loop(args, tick)
-        return 0
+        def footer(rows) -> list[str]:  # text output (extra() serves JSON)
+            extra(rows)
+            calls = f"calls: {sum(sum(h.values()) for h in rows[0].values())}"
+            if overflows["interval"]:
+                calls += f" (and {overflows['interval']} nested over {MAX_DEPTH} deep, not timed)"
+            return [calls]
+        return runner.summary_loop(session, args, f"{args.function} latency", (hist,),
+                                   title=args.function, extra=extra, footer=footer)
 
 
 TRACER = Funclatency
