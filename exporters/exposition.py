@@ -11,6 +11,7 @@ is the one prometheus-client would write, byte for byte.
 from __future__ import annotations
 
 import gzip
+import inspect
 from functools import partial
 
 from prometheus_client import exposition
@@ -25,7 +26,13 @@ def label_text(names, values) -> str:
     if not names:
         return ""
     pairs = sorted(zip(names, values))
-    return "{" + ",".join(f'{k}="{om._escape(str(v), om.ALLOWUTF8, False)}"' for k, v in pairs) + "}"
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in pairs) + "}"
+
+
+def _escape(value: str) -> str:
+    """Label value escaping of the text format and OpenMetrics alike (our own:
+    prometheus-client's helper is private and changed between 0.16 and 0.2x)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
 def _value_text(v) -> str:
@@ -114,6 +121,9 @@ def bake(registry, accept: str | None, accept_encoding: str | None, params: dict
 
 def generate_latest(registry, openmetrics: bool = False) -> bytes:
     """The body without HTTP: text, or OpenMetrics 1.0.0."""
-    encoder = partial(om.generate_latest, escaping=om.UNDERSCORES, version="1.0.0") if openmetrics \
-        else exposition.generate_latest
+    encoder = exposition.generate_latest
+    if openmetrics:  # Debian 12's 0.16 knows one OpenMetrics version and no escaping options
+        params = inspect.signature(om.generate_latest).parameters
+        encoder = partial(om.generate_latest, escaping=om.UNDERSCORES, version="1.0.0") \
+            if "escaping" in params else om.generate_latest
     return render(registry, encoder)
