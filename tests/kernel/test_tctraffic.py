@@ -186,7 +186,6 @@ def test_priority_puts_packets_in_the_htb_class(tracer, netns_pair, hook):
 
 
 # -- what runs after ours: the same on tcx and clsact ------------------------------
-CLONE_NEWNET = 0x40000000
 AFTER_C = r"""
 #include <uapi/linux/pkt_cls.h>
 BPF_ARRAY(seen, u64, 4);  // [base + 0] IPv4, [base + 1] IPv6 UDP datagrams of the test's size
@@ -206,6 +205,7 @@ int on_after_filter(struct __sk_buff *skb) { return count(skb, 2); }
 @contextlib.contextmanager
 def inside(ns: str):
     """This thread in network namespace ns (for ifindexes and links)."""
+    from tracers.runtime.tcx import CLONE_NEWNET
     libc = ctypes.CDLL(None, use_errno=True)
     home, there = os.open("/proc/self/ns/net", os.O_RDONLY), os.open(f"/run/netns/{ns}", os.O_RDONLY)
     try:
