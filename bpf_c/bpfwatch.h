@@ -103,6 +103,18 @@ static __always_inline void bpfwatch_add(u64 *counter, u64 n)
         __sync_fetch_and_add(counter, n);
 }
 
+// After len = bpf_probe_read_user_str(dst, size, src): whether src went on
+// past the size - 1 bytes kept (a string of exactly size - 1 bytes fills dst
+// too, so the next byte decides). Text is never cut without a mark.
+static __always_inline int bpfwatch_user_str_cut(int len, u32 size, const char *src)
+{
+    char next = 0;
+    if (len != size)
+        return 0;
+    bpf_probe_read_user(&next, 1, src + size - 1);
+    return next != 0;
+}
+
 // Power-of-two bucket: 0 -> 0, 1 -> 1, 2..3 -> 2, 4..7 -> 3, ...
 // (slot k > 0 holds [2^(k-1), 2^k)); tracers/output/text.py reads the same way.
 static __always_inline u32 bpfwatch_log2_slot(u64 v)

@@ -73,7 +73,10 @@ struct exec_event {
     u32 uid;
     s32 retval;
     u32 argc;
-    u32 args_truncated;
+    u32 argv_more;           // argv had more than MAX_ARGS entries
+    u64 argv_cut;            // bit i: entry i was cut to ARG_LEN - 1 bytes
+    u32 filename_truncated;  // cut to FILENAME_LEN - 1 bytes
+    u32 pad;
     char comm[16];
     char filename[FILENAME_LEN];
     char argv[MAX_ARGS * ARG_LEN];  // flat: BCC's Python side can't map 2-D arrays
@@ -98,21 +101,25 @@ static __always_inline int record_enter(const char *filename, const char *const 
     e->ts = bpf_ktime_get_ns();
     e->uid = (u32)bpf_get_current_uid_gid();
     e->argc = 0;
-    e->args_truncated = 0;
-    bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+    e->argv_more = 0;
+    e->argv_cut = 0;
+    int len = bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+    e->filename_truncated = bpfwatch_user_str_cut(len, sizeof(e->filename), filename);
 #pragma unroll
     for (int i = 0; i < MAX_ARGS; i++) {
         const char *arg = NULL;
         bpf_probe_read_user(&arg, sizeof(arg), &argv[i]);
         if (!arg)
             goto done;
-        bpf_probe_read_user_str(&e->argv[i * ARG_LEN], ARG_LEN, arg);
+        len = bpf_probe_read_user_str(&e->argv[i * ARG_LEN], ARG_LEN, arg);
+        if (bpfwatch_user_str_cut(len, ARG_LEN, arg))
+            e->argv_cut |= 1ULL << i;
         e->argc = i + 1;
     }
     {
         const char *more = NULL;
         bpf_probe_read_user(&more, sizeof(more), &argv[MAX_ARGS]);
-        e->args_truncated = more != NULL;
+        e->argv_more = more != NULL;
     }
 done:
     bpfwatch_checked_update(pending.update(&tid, e));

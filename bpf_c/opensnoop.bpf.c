@@ -12,6 +12,7 @@ enum open_call { CALL_OPEN = 1, CALL_OPENAT = 2, CALL_OPENAT2 = 3, CALL_ANY = 4 
 struct open_start {
     u64 path;  // user pointer
     u64 flags;
+    u64 how;   // openat2: user pointer to struct open_how, read at exit
     u32 call;
 };
 
@@ -24,7 +25,8 @@ struct open_event {
     s32 ret;
     u32 uid;
     u32 call;
-    u32 pad;
+    u16 flags_unread;    // openat2's struct open_how could not be read: flags unknown
+    u16 path_truncated;  // the path is longer than PATH_LEN - 1 bytes: cut
     char comm[16];
     char path[PATH_LEN];  // 8-aligned: the prefix check reads u64 words
 };
@@ -60,17 +62,22 @@ static __always_inline int prefix_mismatch(const char *path, int len)
     return 0;
 }
 
-static __always_inline int record_enter(const char *path, u64 flags, u32 call)
+static __always_inline int record_enter_how(const char *path, u64 flags, const void *how, u32 call)
 {
     if (bpfwatch_filtered_out())
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
-    struct open_start s = {.path = (u64)path, .flags = flags, .call = call};
+    struct open_start s = {.path = (u64)path, .flags = flags, .how = (u64)how, .call = call};
     bpfwatch_checked_update(pending.update(&tid, &s));
     return 0;
 }
 
-static __always_inline int emit(const char *path, u64 flags, u32 call, long ret)
+static __always_inline int record_enter(const char *path, u64 flags, u32 call)
+{
+    return record_enter_how(path, flags, NULL, call);
+}
+
+static __always_inline int emit(const char *path, u64 flags, u16 flags_unread, u32 call, long ret)
 {
     u32 zero = 0;
     struct open_event *e = scratch.lookup(&zero);
@@ -79,6 +86,7 @@ static __always_inline int emit(const char *path, u64 flags, u32 call, long ret)
     int len = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
     if (prefix_mismatch(e->path, len))
         return 0;
+    e->path_truncated = bpfwatch_user_str_cut(len, sizeof(e->path), path);
     u32 slot = ret >= 0 ? 0 : (-ret > MAX_ERRNO_SLOT ? MAX_ERRNO_SLOT : -ret);
     u64 *count = opens.lookup(&slot);
     if (count)
@@ -91,6 +99,7 @@ static __always_inline int emit(const char *path, u64 flags, u32 call, long ret)
     u64 pid_tgid = bpf_get_current_pid_tgid();
     e->ts = bpf_ktime_get_ns();
     e->flags = flags;
+    e->flags_unread = flags_unread;
     e->pid = pid_tgid >> 32;
     e->tid = (u32)pid_tgid;
     e->ret = ret;
@@ -112,14 +121,13 @@ static __always_inline int emit_exit(long ret)
         return 0;
     struct open_start copy = *s;
     pending.delete(&tid);
-    return emit((const char *)copy.path, copy.flags, copy.call, ret);
-}
-
-static __always_inline u64 openat2_flags(const void *how)
-{
-    u64 flags = 0;  // struct open_how starts with u64 flags (UAPI)
-    bpf_probe_read_user(&flags, sizeof(flags), how);
-    return flags;
+    u16 unread = 0;
+    // openat2: struct open_how starts with u64 flags (UAPI). Read here, not
+    // at entry: the kernel has copied it now, so its page is mapped (a BPF
+    // read cannot fault a page in). A failed read is marked, never 0 flags.
+    if (copy.how && bpf_probe_read_user(&copy.flags, sizeof(copy.flags), (const void *)copy.how))
+        unread = 1;
+    return emit((const char *)copy.path, copy.flags, unread, copy.call, ret);
 }
 
 #ifdef HOOK_TRACEPOINT
@@ -152,7 +160,7 @@ int on_openat_enter(struct sys_enter_args *ctx)
 
 int on_openat2_enter(struct sys_enter_args *ctx)
 {
-    return record_enter((const char *)ctx->args[1], openat2_flags((void *)ctx->args[2]), CALL_OPENAT2);
+    return record_enter_how((const char *)ctx->args[1], 0, (void *)ctx->args[2], CALL_OPENAT2);
 }
 
 int on_open_exit(struct sys_exit_args *ctx)
@@ -188,8 +196,7 @@ int on_openat_enter(struct pt_regs *ctx)
 
 int on_openat2_enter(struct pt_regs *ctx)
 {
-    return record_enter((const char *)user_arg(ctx, 2), openat2_flags((void *)user_arg(ctx, 3)),
-                        CALL_OPENAT2);
+    return record_enter_how((const char *)user_arg(ctx, 2), 0, (void *)user_arg(ctx, 3), CALL_OPENAT2);
 }
 
 int on_open_exit(struct pt_regs *ctx)
@@ -206,6 +213,6 @@ KRETFUNC_PROBE(do_sys_openat2, int dfd, const char *filename, struct open_how *h
 {
     if (bpfwatch_filtered_out())
         return 0;
-    return emit(filename, how->flags, CALL_ANY, ret);
+    return emit(filename, how->flags, 0, CALL_ANY, ret);
 }
 #endif

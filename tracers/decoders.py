@@ -280,6 +280,57 @@ def comm(value) -> str:
     return text(value, limit=16)
 
 
+_UNSAFE_SET = frozenset(_UNSAFE)
+_PLAIN_ASCII = bytes(c for c in range(0x20, 0x7F) if c != ord("\\"))  # escaped() keeps them as is
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if ch == "\\":
+        return "\\\\"
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: a byte that is not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    if code in _UNSAFE_SET:
+        return "".join(f"\\x{byte:02x}" for byte in ch.encode())
+    return ch
+
+
+@_decoder
+def escaped(value) -> str:
+    """Bytes from user space (comm, paths, argv) -> text that keeps every
+    byte: what --json and the text output of event tracers show.
+
+    Cut at the first NUL. Printable UTF-8 characters stay as they are; every
+    other byte is written \\xNN (hex): bytes that are not UTF-8, and each byte
+    of a control character (C0, DEL, C1), a line or paragraph separator or a
+    bidi override. A backslash is written \\\\. unescape() gives the bytes back,
+    so a tab (\\x09) and a real U+FFFD stay apart.
+    """
+    if isinstance(value, str):
+        raise DecodeError("escaped takes the raw bytes, not text")
+    raw = _as_bytes(value).split(b"\0", 1)[0]
+    if not raw.translate(None, _PLAIN_ASCII):  # the usual case: no Python call per character
+        return raw.decode("ascii")
+    return "".join(_escape_char(ch) for ch in raw.decode("utf-8", "surrogateescape"))
+
+
+def unescape(text: str) -> bytes:
+    """The bytes behind escaped(text)."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text.startswith("\\\\", i):
+            out += b"\\"
+            i += 2
+        elif text.startswith("\\x", i) and len(text) >= i + 4:
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out += text[i].encode()
+            i += 1
+    return bytes(out)
+
+
 # --- kernel symbols and devices ---------------------------------------------
 
 _ksyms: tuple[list[int], list[str]] | None = None

@@ -72,3 +72,33 @@ def test_ppid_is_right_on_fallback_headers(tracer, program):
     run.stop()
     events = [e for e in run.json_lines() if "summary" not in e]
     assert [e["ppid"] for e in events] == [proc.pid]
+
+
+def test_cut_text_is_marked_and_every_byte_comes_back(tracer, tmp_path):
+    # argv entries of 127, 128 and 300 bytes: the last two are cut (to 127)
+    # and marked; a 327-byte filename is cut to 255 and marked; a tab and
+    # bytes that are not UTF-8 (in the name, so in comm too) come back exactly
+    import os
+    from tracers import decoders
+    name = b"t\t" + unique_name("bx")[:12].encode()
+    program = os.fsencode(tmp_path) + b"/" + name
+    shutil.copy("/bin/true", os.fsdecode(program))
+    args = [b"a" * 127, b"b" * 128, b"c" * 300, b"tab\there\xff\xef"]
+    long_name = os.fsencode(tmp_path) + b"/" + b"d" * 100 + b"/"
+    long_name += b"e" * (327 - len(long_name))
+    run = tracer(["execsnoop", "--json"])
+    subprocess.run([program, *args], check=True)
+    try:
+        subprocess.run([long_name])
+    except OSError:
+        pass
+    assert run.stop() == 0
+    recs = [r for r in run.json_lines() if "summary" not in r]
+    (ours,) = [r for r in recs if decoders.unescape(r["filename"]) == program]
+    assert decoders.unescape(ours["comm"]) == name
+    assert [decoders.unescape(a) for a in ours["argv"]] == [program, args[0], args[1][:127], args[2][:127],
+                                                             args[3]]
+    assert (ours["argv_truncated"], ours["argv_more"], ours["args_truncated"], ours["filename_truncated"]) == \
+        ([2, 3], False, True, False)
+    (cut,) = [r for r in recs if decoders.unescape(r["filename"]) == long_name[:255]]
+    assert (cut["filename_truncated"], cut["error"], len(long_name)) == (True, "ENOENT", 327)

@@ -125,3 +125,59 @@ def test_nothing_left_after(tracer, ending):
     assert bpf_objects(OUR_PROGS)["prog"] - before["prog"], "opensnoop loaded no program?"
     assert run.stop(getattr(signal, ending)) == (-9 if ending == "SIGKILL" else 0)
     assert wait_gone(before, names=OUR_PROGS) == {"prog": set(), "link": set()}
+
+
+# Each openat2 passes its struct open_how in a fresh file-backed mapping the
+# caller never touches: at syscall entry the page is not mapped yet (a BPF
+# read cannot fault it in), by the exit the kernel has copied it.
+UNTOUCHED_HOW = textwrap.dedent("""
+    import ctypes, mmap, os, struct, sys, tempfile
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    path, n = sys.argv[1].encode(), int(sys.argv[2])
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    with tempfile.TemporaryFile() as f:
+        f.write(struct.pack("QQQ", flags, 0o600, 0).ljust(mmap.PAGESIZE, b"\\0"))
+        f.flush()
+        for _ in range(n):
+            m = mmap.mmap(f.fileno(), mmap.PAGESIZE)  # not touched before the call
+            how = ctypes.c_char.from_buffer(m)
+            fd = libc.syscall(437, -100, path, ctypes.c_void_p(ctypes.addressof(how)), 24)  # openat2
+            assert fd >= 0, ctypes.get_errno()
+            os.close(fd)
+            del how
+            m.close()
+""")
+
+
+def test_openat2_flags_from_an_untouched_page_are_read(tracer, short_dir):
+    # 7 openat2 with O_WRONLY|O_CREAT|O_TRUNC: all 7 records say so
+    target = os.path.join(short_dir, "how")
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()\n" + UNTOUCHED_HOW,
+                              target, "7"], stdin=subprocess.PIPE, text=True)
+    run = tracer(["opensnoop", "--json", "-p", str(child.pid)])
+    child.communicate("go\n", timeout=30)
+    assert child.returncode == 0
+    assert run.stop() == 0
+    ours = [e for e in run.json_lines() if e.get("path") == target]
+    assert [(e["call"], e["flags_text"]) for e in ours] == [("openat2", "O_WRONLY|O_CREAT|O_TRUNC")] * 7
+
+
+def test_long_and_hostile_paths_are_marked_and_recoverable(tracer, short_dir):
+    # a 327-byte path is cut to 255 bytes and says so; 255 bytes is whole;
+    # a tab and a byte that is not UTF-8 come back exactly from the JSON
+    from tracers import decoders
+    base = short_dir.encode() + b"/"
+    long_path = base + b"d" * (327 - len(base))
+    exact = base + b"e" * (255 - len(base))
+    hostile = base + b"tab\there\xff\xefend"
+    script = ("import os, sys\nsys.stdin.readline()\nfor p in sys.argv[1:]:\n"
+              "    try: os.close(os.open(os.fsencode(p), os.O_RDONLY))\n    except OSError: pass\n")
+    child = subprocess.Popen([sys.executable, "-c", script, *map(os.fsdecode, (long_path, exact, hostile))],
+                             stdin=subprocess.PIPE, text=True)
+    run = tracer(["opensnoop", "--json", "-p", str(child.pid), "--path-prefix", short_dir + "/"])
+    child.communicate("go\n", timeout=30)
+    assert run.stop() == 0
+    got = [(decoders.unescape(e["path"]), e["path_truncated"]) for e in run.json_lines() if "path" in e]
+    assert got == [(long_path[:255], True), (exact, False), (hostile, False)]
+    assert (len(long_path), len(exact)) == (327, 255)

@@ -102,6 +102,8 @@ CASES = [
     ("comm", (b"systemd-journal\0",), "systemd-journal"),
     ("comm", (ctypes.create_string_buffer(b"nginx", 16),), "nginx"),
     ("comm", (b"0123456789abcdefXYZ",), "0123456789abcde…"),
+    ("escaped", (b"a\tb\xff\\\0after NUL",), "a\\x09b\\xff\\\\"),
+    ("escaped", ("caf\u00e9 \ufffd".encode(),), "caf\u00e9 \ufffd"),
     ("drop_reason", (3, {3: "SKB_DROP_REASON_NO_SOCKET"}), "no_socket"),
     ("drop_reason", (2, {2: "SKB_DROP_REASON_NOT_SPECIFIED"}), "not_specified"),
     ("drop_reason", (77, {3: "SKB_DROP_REASON_NO_SOCKET"}), "reason_77"),

@@ -56,9 +56,9 @@ def test_bad_prefix(bad, words):
 
 class Event(ctypes.Structure):  # struct open_event in bpf_c/opensnoop.bpf.c
     _fields_ = [("ts", ctypes.c_uint64), ("flags", ctypes.c_uint64), ("cgroup_id", ctypes.c_uint64),
-                ("pid", ctypes.c_uint32),
-                ("tid", ctypes.c_uint32), ("ret", ctypes.c_int32), ("uid", ctypes.c_uint32),
-                ("call", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("comm", ctypes.c_char * 16),
+                ("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("ret", ctypes.c_int32),
+                ("uid", ctypes.c_uint32), ("call", ctypes.c_uint32), ("flags_unread", ctypes.c_uint16),
+                ("path_truncated", ctypes.c_uint16), ("comm", ctypes.c_char * 16),
                 ("path", ctypes.c_char * opensnoop.PATH_LEN)]
 
 
@@ -66,11 +66,14 @@ def test_record_of_a_failed_open_with_a_hostile_path():
     e = Event(ts=2_000_000_000, flags=0o2000000, pid=42, tid=43, ret=-2, uid=1000, call=3,
               comm=b"cat", path=b"/tmp/a\nb\x1b[31m\xff", cgroup_id=5)
     rec = opensnoop.to_record(e, boot_offset=100.0)
-    assert rec == {"time": 102.0, "pid": 42, "tid": 43, "uid": 1000, "cgroup_id": 5, "comm": "cat", "call": "openat2",
+    assert rec == {"time": 102.0, "pid": 42, "tid": 43, "uid": 1000, "cgroup_id": 5, "comm": "cat",
+                   "call": "openat2",
                    "flags": 0o2000000, "flags_text": "O_RDONLY|O_CLOEXEC",
-                   "path": "/tmp/a\ufffdb\ufffd[31m\ufffd", "ret": -2, "error": "ENOENT"}
+                   "path": "/tmp/a\\x0ab\\x1b[31m\\xff", "path_truncated": False,
+                   "ret": -2, "error": "ENOENT"}
+    assert decoders.unescape(rec["path"]) == b"/tmp/a\nb\x1b[31m\xff"
     line = opensnoop.format_line(rec)
-    assert "\n" not in line and line.endswith("O_RDONLY|O_CLOEXEC           /tmp/a\ufffdb\ufffd[31m\ufffd")
+    assert "\n" not in line and line.endswith("O_RDONLY|O_CLOEXEC           /tmp/a\\x0ab\\x1b[31m\\xff")
     assert " -1 ENOENT " in line
 
 
@@ -78,6 +81,13 @@ def test_record_of_a_successful_open():
     rec = opensnoop.to_record(Event(ret=3, call=2, path=b"/etc/passwd"), 0.0)
     assert rec["error"] is None and rec["call"] == "openat"
     assert "   3         O_RDONLY" in opensnoop.format_line(rec)
+
+
+def test_unread_flags_and_a_cut_path_are_marked():
+    rec = opensnoop.to_record(Event(ret=3, call=3, flags_unread=1, path_truncated=1,
+                                    path=b"/" + b"d" * (opensnoop.PATH_LEN - 2)), 0.0)
+    assert (rec["flags"], rec["flags_text"], rec["path_truncated"]) == (None, "?", True)
+    assert opensnoop.format_line(rec).endswith("d…")
 
 
 @pytest.mark.parametrize("value, name", [(0, "ok"), (2, "ENOENT"), (-13, "EACCES"), (255, "E255")])

@@ -74,12 +74,14 @@ class FakeExec(ctypes.Structure):
     _fields_ = [("ts", ctypes.c_uint64), ("cgroup_id", ctypes.c_uint64), ("pid", ctypes.c_uint32),
                 ("ppid", ctypes.c_uint32),
                 ("uid", ctypes.c_uint32), ("retval", ctypes.c_int32), ("argc", ctypes.c_uint32),
-                ("args_truncated", ctypes.c_uint32), ("comm", ctypes.c_char * 16),
-                ("filename", ctypes.c_char * 256), ("argv", ctypes.c_char * (20 * 128))]
+                ("argv_more", ctypes.c_uint32), ("argv_cut", ctypes.c_uint64),
+                ("filename_truncated", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("comm", ctypes.c_char * 16), ("filename", ctypes.c_char * 256),
+                ("argv", ctypes.c_char * (20 * 128))]
 
 
 def test_execsnoop_record_decodes_argv_and_bad_bytes():
-    e = FakeExec(ts=2_000_000_000, pid=7, ppid=1, uid=0, retval=-2, argc=3, args_truncated=1)
+    e = FakeExec(ts=2_000_000_000, pid=7, ppid=1, uid=0, retval=-2, argc=3, argv_more=1, argv_cut=0b100)
     e.comm = b"b\xffd"
     e.filename = b"/bin/x"
     raw = bytearray(20 * 128)
@@ -88,6 +90,8 @@ def test_execsnoop_record_decodes_argv_and_bad_bytes():
     ctypes.memmove(ctypes.addressof(e) + FakeExec.argv.offset, bytes(raw), len(raw))
     rec = execsnoop.to_record(e, boot_offset=100.0)
     assert rec["argv"] == ["x", "", "two words"]
-    assert rec["comm"] == "b\ufffdd"
+    assert rec["comm"] == "b\\xffd"  # escaped: the byte comes back (decoders.unescape)
+    assert (rec["argv_truncated"], rec["argv_more"], rec["args_truncated"]) == ([2], True, True)
+    assert rec["filename_truncated"] is False
     assert rec["error"] == "ENOENT" and rec["time"] == 102.0
-    assert execsnoop.format_line(rec).endswith("/bin/x  x  two words ...")
+    assert execsnoop.format_line(rec).endswith("/bin/x  x  two words… ...")

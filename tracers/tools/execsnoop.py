@@ -55,29 +55,40 @@ SPEC = TracerSpec(
 
 
 def to_record(event, boot_offset: float) -> dict:
+    """Text fields escaped (decoders.escaped: every byte recoverable); every
+    cut marked: filename_truncated, argv_truncated (indexes of entries cut to
+    ARG_LEN - 1 bytes), argv_more (entries beyond --max-args left out) and
+    args_truncated when either happened to argv."""
     raw = decoders.raw_field(event, "argv")
-    argv = [decoders.text(raw[i * ARG_LEN:(i + 1) * ARG_LEN], limit=ARG_LEN - 1)
-            for i in range(event.argc)]
+    argv = [decoders.escaped(raw[i * ARG_LEN:(i + 1) * ARG_LEN]) for i in range(event.argc)]
+    cut = [i for i in range(event.argc) if event.argv_cut >> i & 1]
     return {
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
         "ppid": event.ppid,
         "cgroup_id": event.cgroup_id,
         "uid": event.uid,
-        "comm": decoders.comm(bytes(event.comm)),
-        "filename": decoders.text(bytes(event.filename)),
+        "comm": decoders.escaped(decoders.raw_field(event, "comm")),
+        "filename": decoders.escaped(decoders.raw_field(event, "filename")),
+        "filename_truncated": bool(event.filename_truncated),
         "argv": argv,
-        "args_truncated": bool(event.args_truncated),
+        "argv_truncated": cut,
+        "argv_more": bool(event.argv_more),
+        "args_truncated": bool(cut) or bool(event.argv_more),
         "ret": event.retval,
         "error": decoders.errno_name(event.retval) if event.retval < 0 else None,
     }
 
 
 def format_line(rec: dict) -> str:
-    args = " ".join(rec["argv"]) + (" ..." if rec["args_truncated"] else "")
+    """Text: a cut entry ends in "…", left-out entries show as " ..."."""
+    cut = set(rec["argv_truncated"])
+    args = " ".join(a + ("…" if i in cut else "") for i, a in enumerate(rec["argv"]))
+    args += " ..." if rec["argv_more"] else ""
+    filename = rec["filename"] + ("…" if rec["filename_truncated"] else "")
     when = time.strftime("%H:%M:%S", time.localtime(rec["time"]))
     return (f"{when} {rec['pid']:<7} {rec['ppid']:<7} {rec['uid']:<6} {rec['ret']:>4} "
-            f"{rec['comm']:<16} {rec['filename']}  {args}")
+            f"{rec['comm']:<16} {filename}  {args}")
 
 
 class Execsnoop(Tracer):

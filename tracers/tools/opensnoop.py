@@ -101,11 +101,13 @@ def to_record(event, boot_offset: float) -> dict:
         "tid": event.tid,
         "uid": event.uid,
         "cgroup_id": event.cgroup_id,
-        "comm": decoders.comm(decoders.raw_field(event, "comm")),
+        "comm": decoders.escaped(decoders.raw_field(event, "comm")),
         "call": CALLS.get(event.call, str(event.call)),
-        "flags": event.flags,
-        "flags_text": open_flags(event.flags),
-        "path": decoders.text(decoders.raw_field(event, "path"), limit=PATH_LEN - 1),
+        # openat2's struct open_how unreadable: unknown, never a made-up 0
+        "flags": None if event.flags_unread else event.flags,
+        "flags_text": "?" if event.flags_unread else open_flags(event.flags),
+        "path": decoders.escaped(decoders.raw_field(event, "path")),
+        "path_truncated": bool(event.path_truncated),  # cut at PATH_LEN - 1 bytes
         "ret": event.ret,
         "error": decoders.errno_name(event.ret) if event.ret < 0 else None,
     }
@@ -115,7 +117,7 @@ def format_line(rec: dict) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(rec["time"]))
     fd, err = (rec["ret"], "") if rec["ret"] >= 0 else (-1, rec["error"])
     return (f"{when} {rec['pid']:<7} {rec['comm']:<16} {fd:>4} {err:<7} "
-            f"{rec['flags_text']:<28} {rec['path']}")
+            f"{rec['flags_text']:<28} {rec['path']}{'…' if rec['path_truncated'] else ''}")
 
 
 class Opensnoop(Tracer):
