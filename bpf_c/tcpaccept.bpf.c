@@ -1,9 +1,11 @@
 // tcpaccept: passive TCP opens. With the tracepoint, a record when the
 // handshake completes (SYN_RECV -> ESTABLISHED: the connection is ready to
 // accept). That runs in softirq, where the current task is arbitrary, so
-// pid/comm are the process that called listen() on the port (0 and "" if
-// that was before tracing began). The kprobe alternative traces
-// inet_csk_accept's return, in the accepting process itself.
+// pid/comm are the process that called listen() on the listening socket the
+// connection was queued on (SO_REUSEPORT: one of several on the port), or
+// for a listener older than the trace, on the port (0 and "" if unknown).
+// The kprobe alternative traces inet_csk_accept's return, in the accepting
+// process itself.
 #include <uapi/linux/ptrace.h>
 #include "bpfwatch.h"
 #include "tcpcommon.h"
@@ -12,7 +14,7 @@ struct listener {
     u64 sk;
     u64 cgroup_id;  // bpfwatch_owner_cgroup() of the listen() caller
     u32 pid;
-    u32 pad;
+    u32 lkey;  // family << 16 | port
     char comm[16];
 };
 
@@ -51,7 +53,57 @@ static __always_inline int report(const struct tcp_tuple *t, u32 pid, const char
 }
 
 #ifdef HOOK_TRACEPOINT
-BPF_TABLE("lru_hash", u32, struct listener, listeners, 4096);  // family << 16 | port
+#ifndef HAS_SK_DATA_READY  // 1: the kernel has sock:sk_data_ready
+#error "HAS_SK_DATA_READY must be passed by Python (tracers/tools/tcpaccept.py)"
+#endif
+BPF_TABLE("lru_hash", u32, struct listener, listeners, 4096);  // family << 16 | port: last listen()
+BPF_TABLE("lru_hash", u64, struct listener, listener_socks, 4096);  // listening sk -> owner
+
+static __always_inline int report_owner(const struct tcp_tuple *t, struct listener *l)
+{
+    struct listener unknown = {};
+    if (!l)
+        l = &unknown;
+    return report(t, l->pid, l->comm, l->cgroup_id);
+}
+
+#if HAS_SK_DATA_READY
+// The child turns ESTABLISHED in softirq; then, on the same CPU in the same
+// softirq, its listener's sk_data_ready wakes accept(): that names the
+// listening socket. The child waits here for it.
+struct pending_accept {
+    u64 child;
+    u32 lkey;
+    u32 valid;
+    struct tcp_tuple t;
+};
+
+BPF_PERCPU_ARRAY(pending, struct pending_accept, 1);
+
+// Its listener's wake-up did not come (TCP Fast Open: it came earlier):
+// the owner by port.
+static __always_inline int report_by_port(struct pending_accept *p)
+{
+    p->valid = 0;
+    return report_owner(&p->t, listeners.lookup(&p->lkey));
+}
+
+int on_data_ready(struct tracepoint__sock__sk_data_ready *args)
+{
+    u32 first = 0;
+    struct pending_accept *p = pending.lookup(&first);
+    if (!p || !p->valid)
+        return 0;
+    u64 sk = (u64)args->skaddr;
+    if (sk == p->child)
+        return 0;  // the new connection's own data, before its listener's wake-up
+    struct listener *l = listener_socks.lookup(&sk);
+    if (!l || l->lkey != p->lkey)
+        return report_by_port(p);  // a listener older than the trace, or not its listener
+    p->valid = 0;
+    return report_owner(&p->t, l);
+}
+#endif
 
 int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
 {
@@ -61,13 +113,15 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
     u32 lkey = (u32)args->family << 16 | args->sport;
     u64 sk = (u64)args->skaddr;
     if (newstate == BW_LISTEN) {
-        struct listener me = {.sk = sk, .cgroup_id = bpfwatch_owner_cgroup()};
+        struct listener me = {.sk = sk, .cgroup_id = bpfwatch_owner_cgroup(), .lkey = lkey};
         me.pid = bpf_get_current_pid_tgid() >> 32;
         bpf_get_current_comm(me.comm, sizeof(me.comm));
         bpfwatch_checked_update(listeners.update(&lkey, &me));
+        bpfwatch_checked_update(listener_socks.update(&sk, &me));
         return 0;
     }
     if (oldstate == BW_LISTEN && newstate == BW_CLOSE) {
+        listener_socks.delete(&sk);
         struct listener *l = listeners.lookup(&lkey);
         if (l && l->sk == sk)
             listeners.delete(&lkey);
@@ -77,11 +131,20 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
         return 0;
     struct tcp_tuple t = {};
     TUPLE_FROM_TP(&t, args);
-    struct listener owner = {};
-    struct listener *l = listeners.lookup(&lkey);
-    if (l)
-        owner = *l;
-    return report(&t, owner.pid, owner.comm, owner.cgroup_id);
+#if HAS_SK_DATA_READY
+    u32 first = 0;
+    struct pending_accept *p = pending.lookup(&first);
+    if (p) {
+        if (p->valid)
+            report_by_port(p);
+        p->child = sk;
+        p->lkey = lkey;
+        p->t = t;
+        p->valid = 1;
+        return 0;
+    }
+#endif
+    return report_owner(&t, listeners.lookup(&lkey));
 }
 #endif
 

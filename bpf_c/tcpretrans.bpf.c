@@ -1,9 +1,16 @@
 // tcpretrans: TCP retransmissions with addresses, ports and state, always
 // counted per state (the exporter's metric), per flow with -c, streamed
 // otherwise. Most run from the retransmit timer: no process is reported.
+// A retransmit is an attempt that sent the segment (err 0). Attempts that
+// sent nothing (the qdisc refused it, the original is still queued in this
+// host, no route, no memory) are counted apart, never streamed.
 #include <uapi/linux/ptrace.h>
 #include "bpfwatch.h"
 #include "tcpcommon.h"
+
+#ifndef TP_RETRANSMIT_ERR  // 1: tcp:tcp_retransmit_skb has `err` and fires for every attempt
+#error "TP_RETRANSMIT_ERR must be passed by Python (tracers/tools/tcpretrans.py)"
+#endif
 
 struct retrans_event {
     u64 ts;
@@ -16,24 +23,38 @@ struct state_key {
     u32 state;
 };
 
+struct flow_counts {
+    u64 retransmits;
+    u64 failed;
+};
+
 BPF_HASH(retrans_by_state, struct state_key, u64, 64);
+BPF_HASH(failed_by_state, struct state_key, u64, 64);  // attempts that sent nothing
 #ifdef COUNT_FLOWS
-BPF_TABLE("lru_hash", struct tcp_tuple, u64, flows, 10240);
+BPF_TABLE("lru_hash", struct tcp_tuple, struct flow_counts, flows, 10240);
 #endif
 #ifndef COUNT_ONLY  // the exporter only counts
 BPF_RINGBUF_OUTPUT(events, 64);  // pages: 256 KiB
 #endif
 
-static __always_inline int on_retrans(struct tcp_tuple *t, u32 state)
+static __always_inline int on_retrans(struct tcp_tuple *t, u32 state, int err)
 {
     if (tuple_filtered_out(t))
         return 0;
     u64 zero = 0;
     struct state_key sk = {.family = t->family, .state = state};
-    bpfwatch_add(retrans_by_state.lookup_or_try_init(&sk, &zero), 1);
+    if (err)
+        bpfwatch_add(failed_by_state.lookup_or_try_init(&sk, &zero), 1);
+    else
+        bpfwatch_add(retrans_by_state.lookup_or_try_init(&sk, &zero), 1);
 #ifdef COUNT_FLOWS
-    bpfwatch_add(flows.lookup_or_try_init(t, &zero), 1);
+    struct flow_counts none = {};
+    struct flow_counts *f = bpfwatch_checked_init(flows.lookup_or_try_init(t, &none));
+    if (f)
+        __sync_fetch_and_add(err ? &f->failed : &f->retransmits, 1);
 #endif
+    if (err)
+        return 0;
 #ifndef COUNT_ONLY
     struct retrans_event e = {.state = state};
     e.ts = bpf_ktime_get_ns();
@@ -49,17 +70,68 @@ int on_retransmit(struct tracepoint__tcp__tcp_retransmit_skb *args)
 {
     struct tcp_tuple t = {};
     TUPLE_FROM_TP(&t, args);
-    return on_retrans(&t, args->state);
+#if TP_RETRANSMIT_ERR
+    return on_retrans(&t, args->state, args->err);
+#else  // older kernels fire it only for sent retransmits
+    return on_retrans(&t, args->state, 0);
+#endif
 }
 #endif
 
 #ifdef HOOK_KPROBE
-// tcp_retransmit_skb(sk, skb, segs)
+// tcp_retransmit_skb(sk, skb, segs) returns 0 when it sent the segment: the
+// entry keeps sk, the return reads the result. A softirq may retransmit on
+// top of a thread that is retransmitting: a small stack per thread.
+#define CALL_DEPTH 4
+struct pending_calls {
+    u64 depth;
+    u64 sk[CALL_DEPTH];
+};
+
+BPF_HASH(calls, u64, struct pending_calls, 1024);
+
+// The thread; for the idle task (pid 0 on every CPU, never migrating) the CPU.
+static __always_inline u64 call_key(void)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    return tid ? tid : (1ULL << 32) | bpf_get_smp_processor_id();
+}
+
 int on_retransmit(struct pt_regs *ctx)
 {
-    const void *sk = (const void *)PT_REGS_PARM1(ctx);
+    u64 key = call_key();
+    struct pending_calls *c = calls.lookup(&key);
+    if (!c) {
+        struct pending_calls none = {};
+        bpfwatch_checked_update(calls.update(&key, &none));
+        c = calls.lookup(&key);
+        if (!c)
+            return 0;
+    }
+    u64 depth = c->depth;
+    if (depth < CALL_DEPTH)
+        c->sk[depth & (CALL_DEPTH - 1)] = PT_REGS_PARM1(ctx);
+    else
+        bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);  // this call goes unseen
+    c->depth = depth + 1;
+    return 0;
+}
+
+int on_retransmit_return(struct pt_regs *ctx)
+{
+    u64 key = call_key();
+    struct pending_calls *c = calls.lookup(&key);
+    if (!c || !c->depth)
+        return 0;
+    u64 depth = c->depth - 1;
+    c->depth = depth;
+    if (depth >= CALL_DEPTH)
+        return 0;
+    const void *sk = (const void *)c->sk[depth & (CALL_DEPTH - 1)];
+    if (!depth)
+        calls.delete(&key);
     struct tcp_tuple t = {};
     tuple_from_sk(&t, sk);
-    return on_retrans(&t, bw_sk_state(sk));
+    return on_retrans(&t, bw_sk_state(sk), PT_REGS_RC(ctx));
 }
 #endif

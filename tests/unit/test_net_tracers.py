@@ -108,12 +108,12 @@ def test_tcplife_record_and_line(family, laddr, raddr):
     e = event(family, laddr, raddr, ts=2_000_000_000, duration_ns=1_234_567, bytes_sent=17000,
               bytes_received=8500, pid=42, lport=40000, rport=8080, comm=b"cli\x1b[31m", cgroup_id=9)
     rec = tcplife.to_record(e, boot_offset=1000.0)
-    assert rec == {"time": 1002.0, "pid": 42, "comm": "cli\ufffd[31m", "cgroup_id": 9,
+    assert rec == {"time": 1002.0, "pid": 42, "comm": "cli\\x1b[31m", "cgroup_id": 9,
                    "family": "IPv4" if family == socket.AF_INET else "IPv6",
                    "laddr": laddr, "lport": 40000, "raddr": raddr, "rport": 8080,
                    "bytes_sent": 17000, "bytes_received": 8500, "duration_us": 1234}
     line = tcplife.format_line(rec)
-    assert line.split()[1:] == ["42", "cli\ufffd[31m", laddr, "40000", raddr, "8080",
+    assert line.split()[1:] == ["42", "cli\\x1b[31m", laddr, "40000", raddr, "8080",
                                 "17000", "8500", "1.23"]
     assert tcplife.format_line(rec, micro=True).endswith(" 1234")
 

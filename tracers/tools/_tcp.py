@@ -5,6 +5,7 @@ The C side is bpf_c/tcpcommon.h (struct tcp_tuple, port slots, filters).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import time
@@ -26,6 +27,20 @@ SOCK_FIELDS = {
     "OFF_SK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
     "OFF_SK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
 }
+
+
+@functools.lru_cache(maxsize=None)
+def tracepoint_format(category: str, name: str) -> str:
+    """A tracepoint's format file, "" when this kernel lacks it. Read before
+    the session (mounting tracefs first): what it says becomes -D defines."""
+    from tracers.runtime import machine
+    path = machine.TRACEFS / "events" / category / name / "format"
+    if not path.exists() and os.geteuid() == 0:
+        machine.mount_pseudo_filesystems()
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def port_number(text: str) -> int:

@@ -13,9 +13,11 @@ SPEC = TracerSpec(
     summary="trace TCP passive opens (accepted connections), or count them per service",
     c_file="tcpaccept.bpf.c",
     alternatives=(
-        # Handshake completion; pid/comm: the process that called listen().
+        # Handshake completion; pid/comm: the process that called listen()
+        # on the listening socket whose wake-up (sk_data_ready) follows.
         Alternative("tracepoint", (
             Hook("tracepoint", "sock:inet_sock_set_state", "on_set_state"),
+            Hook("tracepoint", "sock:sk_data_ready", "on_data_ready"),  # skipped where absent (6.1)
         ), define="HOOK_TRACEPOINT", needs=("ringbuf",)),
         # accept() returning, in the accepting process (as bcc's tcpaccept).
         Alternative("kprobe", (
@@ -42,7 +44,7 @@ def to_record(event, boot_offset: float) -> dict:
     return {
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
-        "comm": decoders.comm(bytes(event.comm)),
+        "comm": decoders.escaped(decoders.raw_field(event, "comm")),
         "cgroup_id": event.cgroup_id,
         **_tcp.tuple_record(event),
     }
@@ -63,6 +65,10 @@ COUNTS = _tcp.peer_table("accepts", "accepts", (
     label("raddr", "RADDR", 26, "", "peer_raddr"), count("accepts", "ACCEPTS", 8)))
 
 
+def has_sk_data_ready() -> int:
+    return int(bool(_tcp.tracepoint_format("sock", "sk_data_ready")))
+
+
 class TcpAccept(Tracer):
     spec = SPEC
 
@@ -72,9 +78,14 @@ class TcpAccept(Tracer):
 
     def defines(self, args) -> dict[str, int]:
         out = _tcp.filter_defines(args, "tcpaccept")
+        out["HAS_SK_DATA_READY"] = has_sk_data_ready()
         if args.count:
             out["COUNT_ONLY"] = 1
         return out
+
+    def skip_hooks(self, args) -> set[str]:
+        # without it, a SO_REUSEPORT port's accepts go to its last listener
+        return set() if has_sk_data_ready() else {"on_data_ready"}
 
     def run(self, session, args) -> int:
         _tcp.seed_listeners(session)  # owners of listeners older than the trace

@@ -58,7 +58,7 @@ def to_record(event, boot_offset: float) -> dict:
     return {
         "time": round(event.ts / 1e9 + boot_offset, 6),
         "pid": event.pid,
-        "comm": decoders.comm(bytes(event.comm)),
+        "comm": decoders.escaped(decoders.raw_field(event, "comm")),
         "cgroup_id": event.cgroup_id,
         **_tcp.tuple_record(event),
         "bytes_sent": event.bytes_sent,
