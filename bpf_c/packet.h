@@ -20,8 +20,19 @@ struct bpfwatch_pkt {
     u16 family;   // AF_INET 2, AF_INET6 10, 0: not IP
     u16 sport;    // host order, 0 without a port
     u16 dport;
-    u8 proto;     // L4 protocol
+    u8 proto;     // L4 protocol (past IPv6 extension headers)
+    u8 fragment;  // 1: a fragment after the first: no L4 header, no ports
 };
+
+// IPv6 extension headers walked to the upper-layer header: hop-by-hop,
+// routing, fragment, AH, destination options. A fixed bound for the
+// verifier; a longer chain reads as its next header's number.
+#define BPFWATCH_IPV6_EXT_MAX 8
+
+static __always_inline int bpfwatch_ipv6_ext(u8 nexthdr)
+{
+    return nexthdr == 0 || nexthdr == 43 || nexthdr == 44 || nexthdr == 51 || nexthdr == 60;
+}
 
 static __always_inline int bpfwatch_has_ports(u8 proto)
 {
@@ -39,18 +50,44 @@ static __always_inline void bpfwatch_parse(struct __sk_buff *skb, struct bpfwatc
         p->proto = ip.protocol;
         p->src[0] = ip.saddr;
         p->dst[0] = ip.daddr;
-        if (bpf_ntohs(ip.frag_off) & 0x1fff)
-            return;  // a later fragment: no L4 header
+        if (bpf_ntohs(ip.frag_off) & 0x1fff) {
+            p->fragment = 1;  // a later fragment: no L4 header
+            return;
+        }
         l4 += ip.ihl * 4;
     } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr ip6;
         if (bpf_skb_load_bytes(skb, L2_LEN, &ip6, sizeof(ip6)))
             return;
         p->family = 10;
-        p->proto = ip6.nexthdr;  // extension headers are not walked
         __builtin_memcpy(p->src, &ip6.saddr, 16);
         __builtin_memcpy(p->dst, &ip6.daddr, 16);
         l4 += sizeof(ip6);
+        u8 next = ip6.nexthdr;
+#pragma unroll
+        for (int i = 0; i < BPFWATCH_IPV6_EXT_MAX; i++) {
+            if (!bpfwatch_ipv6_ext(next))
+                break;
+            u8 ext[4];  // next header, length; a fragment header's offset
+            if (bpf_skb_load_bytes(skb, l4, ext, sizeof(ext))) {
+                p->proto = next;
+                return;
+            }
+            if (next == 44) {  // fragment: 8 bytes; offset in the top 13 bits
+                if ((ext[2] << 8 | ext[3]) & 0xfff8) {
+                    p->proto = ext[0];
+                    p->fragment = 1;
+                    return;
+                }
+                l4 += 8;
+            } else if (next == 51) {  // AH: (length + 2) 4-byte words
+                l4 += (ext[1] + 2) * 4;
+            } else {  // (length + 1) 8-byte words
+                l4 += (ext[1] + 1) * 8;
+            }
+            next = ext[0];
+        }
+        p->proto = next;
     } else {
         return;
     }

@@ -11,6 +11,10 @@
 #elif FILTER_PORTS > 4 || FILTER_HOSTS > 4
 #error "sockfilter.bpf.c has 4 --port and 4 --host slots"
 #endif
+#ifndef LOOPBACK_IFINDEX  // lo in the tracer's network namespace
+#error "LOOPBACK_IFINDEX must be passed by Python (tracers/tools/sockfilter.py)"
+#endif
+#define BW_PACKET_OUTGOING 4  // uapi/linux/if_packet.h
 
 struct match_key {
     u16 family;
@@ -74,6 +78,10 @@ static __always_inline int host_ok(struct bpfwatch_pkt *p)
 
 int on_packet(struct __sk_buff *skb)
 {
+    // A packet socket sees loopback traffic twice, leaving and arriving:
+    // keep the arriving copy, as libpcap does.
+    if (skb->pkt_type == BW_PACKET_OUTGOING && skb->ifindex == LOOPBACK_IFINDEX)
+        return 0;
     struct bpfwatch_pkt p = {};
     bpfwatch_parse(skb, &p);
 #ifdef FILTER_PROTO

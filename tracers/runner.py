@@ -17,8 +17,9 @@ from tracers.spec import Tracer, UsageError
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def emit(obj: dict) -> None:
-    print(_JSON.encode(obj), flush=True)
+def emit(obj: dict, file=None) -> None:
+    """One JSON line, on standard output unless `file` says otherwise."""
+    print(_JSON.encode(obj), file=file, flush=True)
 
 
 def announce(session, what: str) -> None:

@@ -138,3 +138,48 @@ def test_bad_input_gets_one_line(args, words):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], proc.stderr
+
+
+LOOPBACK_SENDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[2])):
+    s.sendto(bytes([i]) * 50, ("127.0.0.1", int(sys.argv[1])))
+"""
+
+
+def test_loopback_packets_are_seen_once(tracer, netns_pair, tmp_path):
+    # 10 datagrams over lo: 10 counted and 10 written (not 20: the packet
+    # socket also sees each one leave), as tcpdump -i lo records them
+    pair, out = netns_pair, tmp_path / "lo.pcap"
+    run = tracer(["sockfilter", "-i", "lo", "--json", "--port", str(PORT_X), "-w", str(out)],
+                 prefix=pair.exec(pair.a))
+    subprocess.run(pair.exec(pair.a, sys.executable, "-c", LOOPBACK_SENDER, str(PORT_X), "10"),
+                   check=True, timeout=30)
+    time.sleep(0.3)
+    assert run.stop() == 0
+    [line] = run.json_lines()
+    assert (line["packets"], line["written"]) == (10, 10)
+    _linktype, packets = read_pcap(out)
+    assert [data[-50:] for _s, _u, data, _o in packets] == [bytes([i]) * 50 for i in range(10)]
+
+
+def test_write_dash_is_standard_output_for_tcpdump(netns_pair, tmp_path):
+    # `sockfilter -w - | tcpdump -r -`: tcpdump reads the 10 packets; the
+    # summary is on standard error; no file named "-" appears
+    pair, err = netns_pair, tmp_path / "err"
+    pipeline = (f"{sys.executable} -m tracers sockfilter -i {pair.if_b} --port {PORT_X} --json "
+                f"-w - -d 4 2>{err} | tcpdump -nn -r - 2>/dev/null")
+    proc = subprocess.Popen(pair.exec(pair.b, "sh", "-c", f"cd {tmp_path} && PYTHONPATH={ROOT} {pipeline}"),
+                            stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while "Hit Ctrl-C" not in (err.read_text() if err.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    send(pair, pair.ip_b, PORT_X, 10)
+    lines = proc.communicate(timeout=60)[0].splitlines()
+    assert proc.returncode == 0
+    assert len(lines) == 10 and all(f"> {pair.ip_b}.{PORT_X}: UDP, length {SIZE}" in l for l in lines), lines
+    [summary] = [json.loads(l) for l in err.read_text().splitlines() if l.startswith("{")]
+    assert (summary["packets"], summary["written"]) == (10, 10)
+    assert not (tmp_path / "-").exists()

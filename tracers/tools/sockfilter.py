@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import socket
 import struct
+import sys
 import time
 
 from tracers import decoders, runner
@@ -127,7 +128,9 @@ class Sockfilter(Tracer):
         parser.add_argument("--host", type=cidr, action="append", default=[], metavar="ADDR[/LEN]",
                             help=f"source or destination address or network (up to {MAX_HOSTS})")
         parser.add_argument("--proto", type=proto, help="L4 protocol: " + ", ".join(PROTOS) + " or a number")
-        parser.add_argument("-w", "--write", metavar="FILE", help="write matching packets to a pcap file")
+        parser.add_argument("-w", "--write", metavar="FILE",
+                            help="write matching packets to a pcap file; - is standard output "
+                                 "(the summary then goes to standard error), as with tcpdump")
 
     def defines(self, args) -> dict[str, int]:
         if len(args.port) > MAX_PORTS or len(args.host) > MAX_HOSTS:
@@ -145,6 +148,7 @@ class Sockfilter(Tracer):
             out["FILTER_PROTO"] = args.proto
         if not args.write:
             out["COUNT_ONLY"] = 1
+        out["LOOPBACK_IFINDEX"] = socket.if_nametoindex("lo")  # in this network namespace
         # every interface (no -i): packet sockets see Ethernet-like frames
         out["L2_LEN"] = link_layer_len(args.interface) if args.interface else ETH_HLEN
         return out
@@ -159,8 +163,13 @@ class Sockfilter(Tracer):
         sock = args.socket
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        to_stdout = args.write == "-"  # tcpdump's convention: `-w - | tcpdump -r -`
+        report = sys.stderr if to_stdout else sys.stdout  # stdout carries the pcap then
         try:
-            out = open(args.write, "wb") if args.write else None
+            if to_stdout:  # unbuffered: a reader on the pipe gets each packet as it comes
+                out = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)
+            else:
+                out = open(args.write, "wb") if args.write else None
         except OSError as exc:
             from tracers.runtime import BpfwatchError
             raise BpfwatchError(f"cannot write {args.write}: {exc.strerror}") from None
@@ -172,7 +181,8 @@ class Sockfilter(Tracer):
         drops = 0
         started = time.time()
         where = f"on {args.interface}" if args.interface else "on all interfaces"
-        runner.announce(session, f"packets {where}" + (f" into {args.write}" if out else ""))
+        into = "standard output" if to_stdout else args.write
+        runner.announce(session, f"packets {where}" + (f" into {into}" if out else ""))
 
         def tick(final: bool) -> None:
             nonlocal before, started, drops
@@ -190,15 +200,16 @@ class Sockfilter(Tracer):
                              "packets": sum(r["packets"] for r in matched),
                              "bytes": sum(r["bytes"] for r in matched),
                              "written": writer.count if writer else 0, "socket_drops": drops,
-                             "map_update_failures": session.stats()["map_update_failures"]})
+                             "map_update_failures": session.stats()["map_update_failures"]},
+                            file=report)
                 return
-            print(f"[{time.strftime('%H:%M:%S')}] matched {where}")
-            print(f"{'FAMILY':<7} {'PROTO':<9} {'PACKETS':>10} {'BYTES':>12}")
-            for r in matched:
-                print(f"{r['family']:<7} {r['proto']:<9} {r['packets']:>10} {r['bytes']:>12}")
+            lines = [f"[{time.strftime('%H:%M:%S')}] matched {where}",
+                     f"{'FAMILY':<7} {'PROTO':<9} {'PACKETS':>10} {'BYTES':>12}"]
+            lines += [f"{r['family']:<7} {r['proto']:<9} {r['packets']:>10} {r['bytes']:>12}"
+                      for r in matched]
             if writer:
-                print(f"written to {args.write}: {writer.count} packets; socket drops: {drops}")
-            print(flush=True)
+                lines.append(f"written to {into}: {writer.count} packets; socket drops: {drops}")
+            print("\n".join(lines) + "\n", file=report, flush=True)
 
         if writer:
             capture(args, sock, writer, tick)
