@@ -179,21 +179,30 @@ class Reader:
 
 
 def pace(reader: Reader, consume: Callable[[], int], until: float | None, stop: Callable[[], bool],
-         batch_done: Callable[[], None], quiet_s: float = 0.05, gather_s: float = 0.01,
-         busy_bytes: int = 1 << 16) -> None:
+         batch_done: Callable[[], None], quiet_s: float = 0.05, gather_s: float = 0.01) -> None:
     """Consume until `until` (monotonic) or stop(): wait for the kernel's
-    wake-up (it wakes us when we had caught up) or `quiet_s`, then, after
-    each batch, gather `gather_s` before the next unless the batch was
-    large: one wake-up per batch instead of one per event, each event
-    shown within gather_s of the next wake-up."""
+    wake-up (it wakes us when we had caught up) or `quiet_s`, then, while
+    events keep coming, pause up to `gather_s` after each batch so the next
+    one is bigger: one wake-up per batch instead of one per event. The pause
+    is cut to the time a quarter of the ring takes to fill at the rate the
+    last batch came in, so big or fast events never fill it meanwhile."""
+    room = (reader.mask + 1) // 4
+    previous = None  # when the last batch with events ended
     while not stop():
         now = time.monotonic()
         if until is not None and now >= until:
             return
-        left = quiet_s if until is None else max(0.0, min(quiet_s, until - now))
-        reader.wait(left)
+        reader.wait(quiet_s if until is None else max(0.0, min(quiet_s, until - now)))
         got = consume()
-        if got:
-            batch_done()
-            if got < busy_bytes:
-                time.sleep(gather_s if until is None else max(0.0, min(gather_s, until - time.monotonic())))
+        if not got:
+            previous = None
+            continue
+        batch_done()
+        ended = time.monotonic()
+        if previous is not None:  # a stream, not a lone event: its rate is known
+            pause = min(gather_s, room * (ended - previous) / got)
+            if until is not None:
+                pause = min(pause, until - ended)
+            if pause >= 0.0005:
+                time.sleep(pause)
+        previous = ended
