@@ -353,7 +353,8 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
     u64 n = end > start ? end - start : 0;
     if (n > ARGS_LEN - 1)
         n = ARGS_LEN - 1;
-    n &= ARGS_LEN - 1;  // the verifier wants the bound as a mask
+    asm volatile("" : "+r"(n));  // keep the mask below: clang would drop it, the verifier needs it
+    n &= ARGS_LEN - 1;
     if (n && !bpf_probe_read_user(a->args, n, (void *)start))
         a->args_len = n;
     match(KIND_EXEC, exec_mask & GUARD_MASK_EXEC);
@@ -443,21 +444,23 @@ int on_open_exit(struct sys_exit_args *ctx)
     if (!key)
         return 0;
     int len = bpf_probe_read_user_str(key->path, sizeof(key->path), path);
-    if (len > 0 && key->path[0] == '/')
-        return open_matched(key, len, path, copy.flags, 0);
-    if (ctx->ret < 0) {  // a relative open that failed opened nothing to resolve
-        if (len <= 0)
+    char *file = 0;
+    if (len <= 0 || key->path[0] != '/') {  // one call of open_matched below: half the verifying
+        if (ctx->ret < 0) {  // a relative open that failed opened nothing to resolve
+            if (len <= 0)
+                count_unreadable();
+            return 0;
+        }
+        char *start = 0;
+        file = fd_file(ctx->ret);
+        len = resolve_file(file, &start);
+        if (!len || !start) {
             count_unreadable();
-        return 0;
+            return 0;
+        }
+        bpf_probe_read_kernel(key->path, sizeof(key->path), start);
     }
-    char *file = fd_file(ctx->ret), *start = 0;
-    u32 resolved = resolve_file(file, &start);
-    if (!resolved || !start) {
-        count_unreadable();
-        return 0;
-    }
-    bpf_probe_read_kernel(key->path, sizeof(key->path), start);
-    return open_matched(key, resolved, path, copy.flags, file);
+    return open_matched(key, len, path, copy.flags, file);
 }
 
 // ---- connect: the destination address against the CIDR trie

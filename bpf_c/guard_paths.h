@@ -150,8 +150,13 @@ static __always_inline u32 resolve_into(struct resolved *out, char *file, char *
         bpf_probe_read_kernel(&name, sizeof(name), dentry + OFF_DENTRY_NAME);
         if (len == 0 || len >= PATH_LEN || off < len + 1)
             return 0;
-        off = (off - len - 1) & (RESOLVED_LEN - 1);
+        // clang can prove these masks redundant and drop them; the verifier
+        // needs them, so each value goes through an empty asm first
+        off = off - len - 1;
+        asm volatile("" : "+r"(off));
+        off &= RESOLVED_LEN - 1;
         out->buf[off] = '/';
+        asm volatile("" : "+r"(len));
         bpf_probe_read_kernel(&out->buf[(off + 1) & (RESOLVED_LEN - 1)], len & (PATH_LEN - 1), name);
         if (last) {
             done = 1;

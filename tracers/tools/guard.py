@@ -298,7 +298,7 @@ class Guard(Tracer):
         fixed = ("time", "rule", "severity", "kind", "action", "pid", "ppid", "uid", "comm",
                  "parent_comm", "cgroup_id")
         extra = " ".join(f"{k}={' '.join(v) if isinstance(v, list) else v}"
-                         for k, v in rec.items() if k not in fixed)
+                         for k, v in rec.items() if k not in fixed and v is not None)
         return (f"{when} {rec['severity'].upper():<8} {rec['rule']} [{rec['action']}] {rec['kind']} "
                 f"pid={rec['pid']} ppid={rec['ppid']} uid={rec['uid']} comm={rec['comm']} "
                 f"parent={rec['parent_comm']} {extra}").rstrip()
