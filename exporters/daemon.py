@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from exporters import httpserver, program, webconfig
+from exporters import httpserver, program, progstats, webconfig
 from exporters.collector import (DEFAULT_CONTAINER_TTL, DEFAULT_MAX_SERIES, NAMESPACE, MapCollector, Target,
                                  metric_name)
 from tracers import __version__, options
@@ -30,7 +30,7 @@ EXAMPLES = (
 TELEMETRY = {f"{NAMESPACE}_{n}" for n in (
     "program_attached", "events_dropped", "map_update_failures", "map_entries", "map_max_entries",
     "decoder_errors", "map_read_errors", "series_folded", "scrape_duration_seconds", "build_info",
-    "map_evictions")}
+    "map_evictions", "series_folded_arrivals", "program_run_seconds", "program_runs")}
 
 
 @dataclass
@@ -80,6 +80,10 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--container-ttl", type=options.positive_float, metavar="SECONDS",
                         default=DEFAULT_CONTAINER_TTL, help="serve a gone container's series this long "
                         f"(default {DEFAULT_CONTAINER_TTL:g})")
+    parser.add_argument("--bpf-stats", action="store_true",
+                        help="turn on the kernel's BPF run-time statistics while running and serve "
+                        "each program's run time and count (costs every BPF program on the machine "
+                        "two clock reads per run)")
     parser.add_argument("--max-connections", type=options.positive_int, metavar="N",
                         default=httpserver.DEFAULT_MAX_CONNECTIONS,
                         help="HTTP connections at once; when full, the longest-waiting client "
@@ -162,7 +166,8 @@ def plan_jobs(args, probe) -> tuple[list[Job], list[str]]:
     return jobs, notes
 
 
-def open_target(stack: contextlib.ExitStack, job: Job, strict: bool) -> Target:
+def open_target(stack: contextlib.ExitStack, job: Job, strict: bool,
+                program_stats: progstats.ProgramStats | None = None) -> Target:
     from tracers.runtime import LoadError, NoUsableHook, Session
     try:
         session = stack.enter_context(Session(job.spec, job.defines, attachers=job.attachers, skip=job.skip))
@@ -176,6 +181,8 @@ def open_target(stack: contextlib.ExitStack, job: Job, strict: bool) -> Target:
         where, why = problem
         origin = job.origin if job.origin != "tracer" else job.spec.name
         raise LoadError(program.one_line(f"{origin}: {where}: {why}"))
+    if program_stats is not None:
+        program_stats.add(progstats.programs_of(job.spec.name, session.bpf))
     return Target.from_session(session)
 
 
@@ -202,6 +209,15 @@ def health(targets: list[Target], collector: MapCollector) -> tuple[bool, str]:
     if missing:
         return False, "\n".join(missing)
     return True, f"ok: {len(targets)} attached"
+
+
+def open_program_stats(registry, enable: bool) -> progstats.ProgramStats:
+    from tracers.runtime import BpfwatchError
+    try:  # now, while the capabilities to turn them on are still held
+        return progstats.ProgramStats(registry, enable=enable)
+    except OSError as exc:
+        raise BpfwatchError(f"--bpf-stats: the kernel refused to turn on BPF statistics "
+                            f"(BPF_ENABLE_STATS: {exc.strerror})") from None
 
 
 def announce(args, targets, server, tls: bool) -> None:
@@ -231,7 +247,10 @@ def run(args) -> int:
             read_timeout=args.read_timeout, health=lambda: health(targets, collector))
         if server is not None:
             stack.callback(server.server_close)
-        targets = [open_target(stack, job, args.strict) for job in jobs]
+        program_stats = None if args.check else open_program_stats(registry, args.bpf_stats)
+        if program_stats is not None:
+            stack.callback(program_stats.close)
+        targets = [open_target(stack, job, args.strict, program_stats) for job in jobs]
         collector = MapCollector(targets, registry=registry, max_series=args.max_series,
                                  per_process=args.per_process, version=__version__,
                                  per_container=args.per_container, container_ttl=args.container_ttl)
@@ -241,6 +260,7 @@ def run(args) -> int:
             return 0
         # Unwinds newest first: stop serving before the sessions detach.
         stack.callback(collector.close)
+        stack.callback(program_stats.close)
         runtime.drop_after_attach(targets)  # before any thread: capabilities are per thread
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         stack.callback(server.shutdown)

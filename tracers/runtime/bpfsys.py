@@ -16,6 +16,7 @@ SYSCALL_NUMBER = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361,
 # enum bpf_cmd
 BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD = 0, 5, 13, 15
 BPF_LINK_CREATE = 28
+BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0
 # enum bpf_attach_type (6.6+)
 BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
 TCX_ATTACH_TYPE = {"ingress": BPF_TCX_INGRESS, "egress": BPF_TCX_EGRESS}
@@ -46,6 +47,21 @@ def prog_id(fd: int) -> int:
     info = ctypes.create_string_buffer(8)  # type, id: the first two u32 fields
     bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("=IIQ", fd, len(info), ctypes.addressof(info)))
     return struct.unpack_from("=II", info.raw)[1]
+
+
+def enable_run_time_stats() -> int:
+    """An fd that keeps the kernel's per-program run time and count on while
+    it is open (BPF_ENABLE_STATS; CAP_SYS_ADMIN), off again when the last
+    holder closes it or dies."""
+    return bpf(BPF_ENABLE_STATS, struct.pack("=I", BPF_STATS_RUN_TIME))
+
+
+def prog_run_stats(fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of the program behind fd: struct bpf_prog_info
+    up to run_cnt (offsets 192 and 200), zero while statistics are off."""
+    info = ctypes.create_string_buffer(208)
+    bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("=IIQ", fd, len(info), ctypes.addressof(info)))
+    return struct.unpack_from("=QQ", info.raw, 192)
 
 
 def prog_exists(prog_id_: int) -> bool:
