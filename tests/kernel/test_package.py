@@ -5,9 +5,11 @@ rates at most 4.5 in `systemd-analyze security`."""
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,7 @@ def test_package_builds_installs_runs_and_purges(tmp_path):
         check = sh("/usr/bin/bpfwatch", "exporter", "--check", cwd="/")
         assert check.returncode == 0, check.stderr
         assert "NOT ATTACHED" not in check.stdout and "syscount" in check.stdout
+        assert "bpfwatch_execs_total" in scrape_from_usr_bin()  # Debian's prometheus-client 0.16
 
         verify = sh("systemd-analyze", "verify", UNIT)
         assert verify.returncode == 0 and verify.stderr == "", verify.stderr
@@ -112,6 +115,25 @@ def test_package_builds_installs_runs_and_purges(tmp_path):
     assert not list(Path("/etc/systemd/system").rglob("*bpfwatch*"))
     assert not list(Path("/var/lib/systemd").glob("deb-systemd-helper-*/**/*bpfwatch*"))
     assert time.monotonic() - started < 120
+
+
+def scrape_from_usr_bin() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exporter = subprocess.Popen(["/usr/bin/bpfwatch", "exporter", "--listen", f"127.0.0.1:{port}"],
+                                cwd="/", env=CLEAN, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [exporter.stderr.readline()]
+        while lines[-1] and "Serving" not in lines[-1]:
+            lines.append(exporter.stderr.readline())
+        assert "Serving" in lines[-1], "".join(lines)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        exporter.send_signal(15)
+        assert exporter.wait(30) == 0
+    finally:
+        exporter.kill()
+    return body
 
 
 def exposure(unit: str) -> float:

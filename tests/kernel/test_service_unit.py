@@ -46,7 +46,7 @@ def test_exporter_serves_inside_the_unit_sandbox():
         assert status(exporter.pid)["CapEff"] == "0" * 16
         subprocess.run(["/bin/true"], check=True)
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        assert re.search(r"^bpfwatch_execs_total [1-9]", body, re.M), body[:500]
+        assert re.search(r"^bpfwatch_execs_total(\{[^}]*\})? [1-9]", body, re.M), body[:500]
         assert exporter.stop(signal.SIGTERM) == 0
     finally:
         exporter.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 
 from tracers.runtime.errors import BpfwatchError
@@ -156,10 +155,6 @@ def drop_all_but(keep) -> frozenset[str]:
     return capabilities()
 
 
-BPF_MAP_GET_NEXT_KEY = 4  # include/uapi/linux/bpf.h: enum bpf_cmd
-SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
-
-
 def _map_read_needs_bpf(map_fd: int) -> bool:
     """Whether reading a map we hold needs CAP_BPF (kernels before 6.5 with
     unprivileged BPF disabled check every bpf() call, later ones only loads
@@ -171,16 +166,19 @@ def _map_read_needs_bpf(map_fd: int) -> bool:
     if libc.capget(ctypes.byref(header), saved) != 0:
         return True
     empty = (_Data * 2)(*[_Data(0, d.permitted, d.inheritable) for d in saved])
+    from tracers.runtime import bpfsys
     next_key = ctypes.create_string_buffer(512)
     # union bpf_attr for map element commands: map_fd, pad, key (NULL: the first), next_key
-    attr = struct.pack("=IIQQ", map_fd, 0, 0, ctypes.addressof(next_key)).ljust(128, b"\0")
+    attr = struct.pack("=IIQQ", map_fd, 0, 0, ctypes.addressof(next_key))
     libc.capset(ctypes.byref(header), empty)
     try:
-        ok = libc.syscall(SYS_BPF, BPF_MAP_GET_NEXT_KEY, attr, len(attr)) == 0 \
-            or ctypes.get_errno() == errno.ENOENT
+        bpfsys.bpf(bpfsys.BPF_MAP_GET_NEXT_KEY, attr)
+        needs = False
+    except OSError as exc:
+        needs = exc.errno != errno.ENOENT  # ENOENT: an empty map, read fine
     finally:
         libc.capset(ctypes.byref(header), saved)
-    return not ok
+    return needs
 
 
 def drop_after_attach(targets) -> frozenset[str]:
