@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -69,7 +68,6 @@ def count_from_usr_bin(calls: int) -> int:
 
 def test_package_builds_installs_runs_and_purges(tmp_path):
     assert not installed(), "bpfwatch is installed on this machine: this test would purge it"
-    started = time.monotonic()
     build = sh("/usr/bin/python3", "-m", "tracers.packaging.build_deb", "--out", str(tmp_path),
                cwd=ROOT, timeout=300)
     assert build.returncode == 0, build.stderr
@@ -114,7 +112,6 @@ def test_package_builds_installs_runs_and_purges(tmp_path):
     assert [p for p in OURS if os.path.lexists(p)] == []
     assert not list(Path("/etc/systemd/system").rglob("*bpfwatch*"))
     assert not list(Path("/var/lib/systemd").glob("deb-systemd-helper-*/**/*bpfwatch*"))
-    assert time.monotonic() - started < 120
 
 
 def scrape_from_usr_bin() -> str:
