@@ -98,11 +98,11 @@ def test_listen_addresses_default_to_loopback():
     import argparse
 
     from exporters.daemon import build_parser, listen_address
-    assert build_parser().parse_args([]).listen == ("127.0.0.1", 9435)
+    assert build_parser().parse_args([]).listen == ("127.0.0.1", 10100)
     assert listen_address("0.0.0.0:80") == ("0.0.0.0", 80)
-    assert listen_address("[::1]:9435") == ("::1", 9435)
-    assert listen_address(":9435") == ("", 9435)  # every interface: only when asked
-    for bad in ("9435", "localhost:9435", "127.0.0.1:99999", "127.0.0.1:http"):
+    assert listen_address("[::1]:10100") == ("::1", 10100)
+    assert listen_address(":10100") == ("", 10100)  # every interface: only when asked
+    for bad in ("10100", "localhost:10100", "127.0.0.1:99999", "127.0.0.1:http"):
         with pytest.raises(argparse.ArgumentTypeError):
             listen_address(bad)
 
