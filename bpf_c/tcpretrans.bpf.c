@@ -79,10 +79,14 @@ int on_retransmit(struct tracepoint__tcp__tcp_retransmit_skb *args)
 #endif
 
 #ifdef HOOK_KPROBE
-// tcp_retransmit_skb(sk, skb, segs) returns 0 when it sent the segment: the
-// entry keeps sk, the return reads the result. A softirq may retransmit on
-// top of a thread that is retransmitting: a small stack per thread.
-#define CALL_DEPTH 4
+// Both return 0 when the segment was sent: the entry keeps sk, the return
+// reads the result. tcp_retransmit_skb (RTO, fast retransmit) calls
+// __tcp_retransmit_skb, which tail loss probes call directly; a kernel build
+// may inline that call (6.1 does), so both are probed, and an inner call
+// under a traced outer one for the same sk is left to the outer one. A
+// softirq may retransmit on top of a retransmitting thread: a small stack
+// per thread; a 0 entry is such an inner call.
+#define CALL_DEPTH 8
 struct pending_calls {
     u64 depth;
     u64 sk[CALL_DEPTH];
@@ -97,7 +101,7 @@ static __always_inline u64 call_key(void)
     return tid ? tid : (1ULL << 32) | bpf_get_smp_processor_id();
 }
 
-int on_retransmit(struct pt_regs *ctx)
+static __always_inline int push_call(u64 sk, int inner)
 {
     u64 key = call_key();
     struct pending_calls *c = calls.lookup(&key);
@@ -109,12 +113,24 @@ int on_retransmit(struct pt_regs *ctx)
             return 0;
     }
     u64 depth = c->depth;
+    if (inner && depth && depth <= CALL_DEPTH && c->sk[(depth - 1) & (CALL_DEPTH - 1)] == sk)
+        sk = 0;  // the outer tcp_retransmit_skb reports it
     if (depth < CALL_DEPTH)
-        c->sk[depth & (CALL_DEPTH - 1)] = PT_REGS_PARM1(ctx);
+        c->sk[depth & (CALL_DEPTH - 1)] = sk;
     else
         bpfwatch_count(BPFWATCH_STAT_MAP_UPDATE_FAILURES);  // this call goes unseen
     c->depth = depth + 1;
     return 0;
+}
+
+int on_retransmit(struct pt_regs *ctx)  // tcp_retransmit_skb(sk, skb, segs)
+{
+    return push_call(PT_REGS_PARM1(ctx), 0);
+}
+
+int on_retransmit_inner(struct pt_regs *ctx)  // __tcp_retransmit_skb(sk, skb, segs)
+{
+    return push_call(PT_REGS_PARM1(ctx), 1);
 }
 
 int on_retransmit_return(struct pt_regs *ctx)
@@ -130,6 +146,8 @@ int on_retransmit_return(struct pt_regs *ctx)
     const void *sk = (const void *)c->sk[depth & (CALL_DEPTH - 1)];
     if (!depth)
         calls.delete(&key);
+    if (!sk)
+        return 0;
     struct tcp_tuple t = {};
     tuple_from_sk(&t, sk);
     return on_retrans(&t, bw_sk_state(sk), PT_REGS_RC(ctx));

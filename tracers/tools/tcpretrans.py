@@ -6,7 +6,8 @@ sent nothing are reported apart as failed attempts: the qdisc refused the
 segment, or (not in either counter) the original was still queued in this
 host, no route, no memory. Newer kernels (6.18 here) fire tcp:tcp_retransmit_skb
 for every attempt, with its `err`; older ones (6.1) only for sent ones, and failed
-attempts are then seen by the kprobe alternative alone.
+attempts are then seen by the kprobe alternative alone (tcp_retransmit_skb
+and __tcp_retransmit_skb, which tail loss probes call directly).
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ SPEC = TracerSpec(
         Alternative("kprobe", (
             Hook("kprobe", "tcp_retransmit_skb", "on_retransmit"),
             Hook("kretprobe", "tcp_retransmit_skb", "on_retransmit_return"),
+            # tail loss probes call it directly (tcp_retransmit_skb may inline it)
+            Hook("kprobe", "__tcp_retransmit_skb", "on_retransmit_inner", optional=True),
+            Hook("kretprobe", "__tcp_retransmit_skb", "on_retransmit_return", optional=True),
         ), define="HOOK_KPROBE", btf_fields=_tcp.SOCK_FIELDS, needs=("ringbuf",)),
     ),
     metrics=(
