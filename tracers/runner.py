@@ -5,6 +5,7 @@ buffer event) and the interval ticker of summary tracers.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -23,7 +24,10 @@ def emit(obj: dict, file=None) -> None:
 
 
 def announce(session, what: str) -> None:
-    """The line tests and users wait for: everything is attached now."""
+    """The line tests and users wait for: everything is attached now. From
+    here a Ctrl-C is held until the tracer's loop takes it (nothing is lost)."""
+    from tracers.runtime import loader
+    loader.hold_signals()
     print(f"Tracing {what} via {session.alternative.name}... Hit Ctrl-C to end.",
           file=sys.stderr, flush=True)
 
@@ -68,6 +72,8 @@ def stream_events(session, args, what: str, header: str, to_record, format_line,
     try:
         session.poll_events(session.spec.events_map, on_event, deadline(args), flush_lines)
     finally:
+        from tracers.runtime import loader
+        loader.release_signals(raise_pending=False)  # the stop was honoured: drained
         flush_lines()
         stats = session.stats()
         if stats["events_dropped"]:
@@ -87,10 +93,11 @@ def deadline(args) -> float | None:
 
 def interval_loop(args, tick) -> None:
     """Call tick(final) every interval until count, duration or a signal."""
-    from tracers.runtime import Stop
+    from tracers.runtime import Stop, loader
     end = deadline(args)
     ticks = 0
     try:
+        loader.release_signals()  # a Ctrl-C since the ready line ends it now, with a report
         while True:
             interval = getattr(args, "interval", None)  # event tracers' count modes: none
             wait = interval if interval else 3600.0
@@ -105,6 +112,12 @@ def interval_loop(args, tick) -> None:
                 return
     except Stop:
         tick(True)
+
+
+def wait_for_end(args) -> None:
+    """Sleep until -d or Ctrl-C/SIGTERM, for tracers that report at the end."""
+    interval_loop(argparse.Namespace(interval=None, count=None, duration=args.duration),
+                  lambda final: None)
 
 
 def summary_loop(session, args, what: str, views, *, title: str = "", extra=None,

@@ -482,7 +482,7 @@ def test_text_mode_prints_a_readable_line(tracer, short_dir):
         """)
     run = tracer(["guard", "--rules", rules])
     subprocess.run([program, short_dir / "m"], timeout=30)
-    run.stop()
+    assert run.stop() == 0, run.stderr
     (line,) = [l for l in run.stdout.splitlines() if " seen " in l]
     assert "HIGH     seen [kill] exec pid=" in line
     assert line.endswith(f"comm=forbidden parent=python path={program} file={program} "

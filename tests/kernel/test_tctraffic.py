@@ -224,12 +224,14 @@ class CountersAfter:
 
     def __init__(self, pair, tcx: bool):
         from bcc import BPF
-        from pyroute2 import NetNS
+        from pyroute2 import IPRoute
 
         from tracers.runtime import machine
         machine.resolve_headers()  # BCC_KERNEL_SOURCE: the fallback header tree
         self.bpf = BPF(text=AFTER_C.encode(), cflags=[f"-DLEN4={UDP4}", f"-DLEN6={UDP6}"])
-        with NetNS(pair.a) as ns:
+        # in this thread, not pyroute2's NetNS: 0.7 serves that from a forked
+        # child, which has no program fd opened after the fork (EBADF)
+        with inside(pair.a), IPRoute() as ns:
             index = ns.link_lookup(ifname=pair.if_a)[0]
             ns.tc("add", "clsact", index)
             ns.tc("add-filter", "bpf", index, ":1", name="test-after", parent="ffff:fff3", classid=1,

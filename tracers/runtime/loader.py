@@ -267,18 +267,36 @@ def stop_on_signals():
     try:
         yield
     finally:
+        _signals.defer, _signals.pending = False, 0
         for s, h in previous.items():
             signal.signal(s, h)
 
 
 @contextlib.contextmanager
 def deferred_signals():
-    """Record SIGINT/SIGTERM instead of raising; check with stop_requested()."""
-    _signals.defer, _signals.pending = True, 0
+    """Record SIGINT/SIGTERM instead of raising; check with stop_requested().
+    Inside hold_signals() a signal already recorded stays recorded."""
+    held = _signals.defer
+    if not held:
+        _signals.defer, _signals.pending = True, 0
     try:
         yield
     finally:
-        _signals.defer = False
+        _signals.defer = held
+
+
+def hold_signals() -> None:
+    """From the ready line on, a Ctrl-C is recorded, not raised, until the
+    tracer's loop takes over: a stop that early still drains and reports."""
+    _signals.defer, _signals.pending = True, 0
+
+
+def release_signals(raise_pending: bool = True) -> None:
+    """Signals raise Stop again; one that came while held is raised now."""
+    _signals.defer = False
+    if raise_pending and _signals.pending:
+        signum, _signals.pending = _signals.pending, 0
+        raise Stop(signum)
 
 
 def stop_requested() -> bool:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import replace
 
 from tracers import containers, decoders, runner
@@ -58,17 +57,6 @@ def stack_defines(args, prog: str) -> dict[str, int]:
     if args.kernel_stacks_only:
         return {"KERNEL_STACKS_ONLY": 1}
     return {}
-
-
-def wait_done(args) -> None:
-    """Until -d elapses or Ctrl-C/SIGTERM (the caller prints afterwards)."""
-    from tracers.runtime import Stop
-    end = runner.deadline(args)
-    try:
-        while end is None or time.monotonic() < end:
-            time.sleep(1.0 if end is None else max(0.0, min(1.0, end - time.monotonic())))
-    except Stop:
-        pass
 
 
 def stack_rows(session, map_name: str, scale: float = 1.0) -> tuple[list[dict], int]:

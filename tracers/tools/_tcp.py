@@ -11,7 +11,7 @@ import socket
 import time
 
 from tracers.spec import UsageError
-from tracers import decoders, runner
+from tracers import decoders
 from tracers.summary import Table, label
 
 PORT_SLOTS = 8  # always passed: tcpcommon.h refuses to compile with another number
@@ -132,12 +132,6 @@ def peer_table(name: str, map_name: str, columns: tuple) -> Table:
 
 PEER_ADDRESSES = {"peer_laddr": lambda key: address(key.family, bytes(key.laddr)),
                   "peer_raddr": lambda key: address(key.family, bytes(key.raddr))}
-
-
-def wait_for_end(args) -> None:
-    """Sleep until -d or Ctrl-C/SIGTERM, for tracers that report at the end."""
-    runner.interval_loop(argparse.Namespace(interval=None, count=None, duration=args.duration),
-                         lambda final: None)
 
 
 def listening_owners(proc: str = "/proc") -> dict[tuple[int, int], tuple[int, bytes]]:

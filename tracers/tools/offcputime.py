@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tracers import options, runner
 from tracers.tools._stacks import (add_stack_arguments, open_svg, report, stack_defines, stack_rows,
-                                   thread_defines, wait_done, with_task_flags)
+                                   thread_defines, with_task_flags)
 from tracers.tools._sched import SCHED_SWITCH_ALTERNATIVES
 from tracers.spec import Tracer, TracerSpec, UsageError
 
@@ -45,7 +45,7 @@ class Offcputime(Tracer):
 
     def run(self, session, args) -> int:
         runner.announce(session, "off-CPU time")
-        wait_done(args)
+        runner.wait_for_end(args)
         rows, missing = stack_rows(session, "totals", scale=1e-3)  # ns -> usecs
         report(session, args, rows, missing, "us", "Off-CPU Time Flame Graph", self.svg)
         return 0

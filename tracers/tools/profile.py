@@ -85,7 +85,7 @@ class Profile(Tracer):
 
     def run(self, session, args) -> int:
         runner.announce(session, f"{args.event} samples at {args.frequency} Hz")
-        _stacks.wait_done(args)
+        runner.wait_for_end(args)
         rows, missing = _stacks.stack_rows(session, "samples")
         _stacks.report(session, args, rows, missing, "samples", "CPU Flame Graph", self.svg)
         return 0

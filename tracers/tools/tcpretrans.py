@@ -140,7 +140,7 @@ class TcpRetrans(Tracer):
                     print(f"bpfwatch tcpretrans: {failed} retransmit attempts sent nothing "
                           "(qdisc refused, still queued, no route): not listed", file=sys.stderr)
         runner.announce(session, "TCP retransmissions (counting)")
-        _tcp.wait_for_end(args)
+        runner.wait_for_end(args)
         print_flows(session, args)
         return 0
 
