@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import common as c
+from bench import harness as c
 
 
 def export(ref: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import common as c
+from bench import harness as c
 from bench.ab import export
 
 BEFORE = "27f83e7"  # main just before the cgroup id was added to records

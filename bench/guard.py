@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import common as c
+from bench import harness as c
 
 DEFAULT = [*c.BPFWATCH, "guard", "--json"]
 PTRACE_ONLY = '[[rules]]\nname = "p"\nkind = "ptrace"\nseverity = "low"\naction = "alert"\n'

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import common as c
+from bench import harness as c
 
 TABLES = ("overhead", "streaming", "scrape", "startup")
 TITLES = {"overhead": "1. Probe overhead per event", "streaming": "2. Event streaming",

@@ -7,7 +7,7 @@ of the same round), per event.
 """
 from __future__ import annotations
 
-from bench import common as c
+from bench import harness as c
 
 BT_ENTER = "tracepoint:raw_syscalls:sys_enter"
 # (task, tool label, argv, readiness, events per loop iteration)

@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.request
 
-from bench import common as c
+from bench import harness as c
 
 # Arguments some tracers need (bpfwatch, then the bcc tool of the same name).
 EXTRA_ARGS = {"tctraffic": ["lo"], "sockfilter": ["-i", "lo"], "funccount": ["t:syscalls:sys_enter_getppid"],

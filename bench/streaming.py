@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import common as c
+from bench import harness as c
 
 RATES = (10_000, 25_000, 50_000, 100_000, 200_000, 300_000, 0)  # events/s offered; 0 = flat out
 SECONDS = 1.0

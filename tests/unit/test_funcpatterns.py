@@ -61,9 +61,11 @@ def parse(module, argv):
 
 def test_funccount_per_run_spec_has_one_hook_per_target_and_fitting_alternatives():
     args = parse(funccount, ["vfs_*", "--json", "1", "3"])
-    args._targets = (parse_pattern("vfs_*"), ["vfs_read", "vfs_write"])
-    assert funccount.TRACER().defines(args) == {"NPROBES": 2}
-    spec = funccount.TRACER().session_spec(args)
+    tracer = funccount.TRACER()
+    tracer.targets = funccount.Targets(parse_pattern("vfs_*"), ["vfs_read", "vfs_write"],
+                                       ["vfs_read", "vfs_write"])
+    assert tracer.defines(args) == {"NPROBES": 2}
+    spec = tracer.session_spec(args)
     assert [a.name for a in spec.alternatives] == ["fentry", "kprobe"]
     assert [(h.kind, h.target, h.optional) for h in spec.alternative("kprobe").hooks] == \
         [("kprobe", "vfs_read", True), ("kprobe", "vfs_write", True)]

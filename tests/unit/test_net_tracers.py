@@ -14,7 +14,7 @@ from tracers.spec import UsageError
 from tracers import decoders, options
 from tracers.tools import skbdrop
 from tracers.tools import tcpaccept
-from tracers.tools import _tcp as tcpcommon
+from tracers.tools import _tcp as tcp
 from tracers.tools import tcpconnect
 from tracers.tools import tcplife
 from tracers.tools import tcpretrans
@@ -54,10 +54,10 @@ def parse(module, argv):
                                       ("65536", False), ("70000", False), ("http", False)])
 def test_port_number(text, ok):
     if ok:
-        assert tcpcommon.port_number(text) == int(text)
+        assert tcp.port_number(text) == int(text)
     else:
         with pytest.raises(argparse.ArgumentTypeError):
-            tcpcommon.port_number(text)
+            tcp.port_number(text)
 
 
 def test_port_filters_fill_every_slot():
@@ -143,7 +143,7 @@ def test_tcpaccept_and_tcpretrans_lines():
 @pytest.mark.parametrize("addr, port, text", [("10.0.0.1", 80, "10.0.0.1:80"),
                                               ("fd77::1", 443, "[fd77::1]:443")])
 def test_endpoint(addr, port, text):
-    assert tcpcommon.endpoint(addr, port) == text
+    assert tcp.endpoint(addr, port) == text
 
 
 @pytest.mark.parametrize("value, name", [(0x0800, "IPv4"), (0x86DD, "IPv6"), (0x0806, "ARP"),
@@ -232,5 +232,5 @@ def test_listening_owners_from_a_proc_tree(tmp_path):
         for n, inode in enumerate(inodes):
             (fd / str(n)).symlink_to(f"socket:[{inode}]")
         (fd / "9").symlink_to("/dev/null")
-    assert tcpcommon.listening_owners(str(tmp_path)) == {
+    assert tcp.listening_owners(str(tmp_path)) == {
         (socket.AF_INET, 8080): (10, b"nginx"), (socket.AF_INET6, 22): (11, b"sshd")}

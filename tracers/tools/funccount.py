@@ -128,15 +128,15 @@ def user_targets(path: str, addresses: dict[str, int], pattern: str) -> tuple[li
     return [f"{path}:{g[0]}" for g in groups], [f"{path}:{'|'.join(g)}" for g in groups]
 
 
-def display_names(args) -> list[str]:
-    """What each target is shown as: its aliases joined, or the target itself."""
-    return getattr(args, "_names", None) or resolve(args)[1]
+@dataclass(frozen=True)
+class Targets:
+    pattern: Pattern
+    hooks: list[str]  # hook targets, one per probed address or event
+    names: list[str]  # what each is shown as (aliases joined)
 
 
-def resolve(args) -> tuple[Pattern, list[str]]:
-    """The pattern's targets on this machine, once per run (cached on args)."""
-    if getattr(args, "_targets", None) is not None:
-        return args._targets
+def resolve(args) -> Targets:
+    """The pattern's targets on this machine."""
     from tracers import runtime
     from tracers.runtime import multiattach
     try:
@@ -155,15 +155,14 @@ def resolve(args) -> tuple[Pattern, list[str]]:
     runtime.planner.require(fitting, runtime.get_probe(), args.hook)
     try:
         if pattern.kind == "kernel":
-            targets = match(kernel_functions(), pattern.name)
+            targets = names = match(kernel_functions(), pattern.name)
         elif pattern.kind == "tracepoint":
-            targets = tracepoints(pattern.category, pattern.name)
+            targets = names = tracepoints(pattern.category, pattern.name)
         else:
             path = multiattach.library_path(pattern.library)
             if path is None:
                 raise UsageError(f"no library or executable {pattern.library!r}")
             targets, names = user_targets(path, multiattach.user_function_addresses(path), pattern.name)
-            args._names = names
     except (OSError, multiattach.AttachFailed) as exc:
         raise UsageError(f"cannot list targets: {exc}") from None
     if not targets:
@@ -171,15 +170,7 @@ def resolve(args) -> tuple[Pattern, list[str]]:
     if len(targets) > args.max_probes:
         raise UsageError(f"{args.pattern!r} matches {len(targets)} targets, more than "
                          f"--max-probes {args.max_probes}; narrow the pattern or raise the cap")
-    args._targets = (pattern, targets)
-    return args._targets
-
-
-
-
-
-
-
+    return Targets(pattern, targets, names)
 
 
 def counts_table(targets: list[str], top: int | None) -> Table:
@@ -198,6 +189,16 @@ class Funccount(Tracer):
     spec = SPEC
     interval = True
 
+    def __init__(self):
+        self.targets: Targets | None = None  # per run: resolved once, in setup
+        self.attached: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def _targets(self, args) -> Targets:
+        if self.targets is None:
+            self.targets = resolve(args)
+        return self.targets
+
     def add_positionals(self, parser) -> None:
         parser.add_argument("pattern", metavar="PATTERN",
                             help="FUNCTION (kernel), t:CATEGORY:EVENT or LIBRARY:FUNCTION; * and ? match")
@@ -209,11 +210,11 @@ class Funccount(Tracer):
                             help="rows shown per interval (default: all)")
 
     def defines(self, args) -> dict[str, int]:
-        return {"NPROBES": len(resolve(args)[1])}
+        return {"NPROBES": len(self._targets(args).hooks)}
 
     def session_spec(self, args) -> TracerSpec:
         """SPEC with one hook per target, for the alternatives that fit the pattern."""
-        pattern, targets = resolve(args)
+        pattern, targets = self._targets(args).pattern, self._targets(args).hooks
         alts = []
         for alt in SPEC.alternatives:
             if alt.name in KINDS[pattern.kind]:
@@ -226,9 +227,8 @@ class Funccount(Tracer):
     def attachers(self, args) -> dict:
         """Attach each target with its index as cookie; record what fails."""
         from tracers.runtime import multiattach
-        _, targets = resolve(args)
-        index = {t: i for i, t in enumerate(targets)}
-        args._skipped, args._attached = [], []
+        index = {t: i for i, t in enumerate(self._targets(args).hooks)}
+        self.skipped, self.attached = [], []
         state = {}
         refused = blacklisted()
 
@@ -250,23 +250,24 @@ class Funccount(Tracer):
                     path, offset = multiattach.user_symbol(library, symbol, session.pid)
                     multi.uprobe("on_count", path, offset, cookie, pid=session.pid)
             except (multiattach.AttachFailed, OSError) as exc:
-                args._skipped.append((hook.target, str(exc)))
+                self.skipped.append((hook.target, str(exc)))
                 return
-            args._attached.append(hook.target)
+            self.attached.append(hook.target)
         return {kind: attach for kind in ("kprobe", "fentry", "tracepoint", "uprobe")}
 
     def run(self, session, args) -> int:
         from tracers.runtime import BpfwatchError
         prog = "bpfwatch funccount"
-        _, targets = resolve(args)
-        for target, why in args._skipped:
+        targets = self._targets(args)
+        for target, why in self.skipped:
             print(f"{prog}: skipped {decoders.text(target.encode())}: {why}", file=sys.stderr)
-        if not args._attached:
-            raise BpfwatchError(f"none of the {len(targets)} targets of {args.pattern!r} could be probed")
+        if not self.attached:
+            raise BpfwatchError(f"none of the {len(targets.hooks)} targets of {args.pattern!r} "
+                                "could be probed")
         return runner.summary_loop(
-            session, args, f"{len(args._attached)} of {len(targets)} targets of {args.pattern!r}",
-            (counts_table(display_names(args), args.top),),
-            extra=lambda rows: {"probes": len(args._attached), "skipped": len(args._skipped)})
+            session, args, f"{len(self.attached)} of {len(targets.hooks)} targets of {args.pattern!r}",
+            (counts_table(targets.names, args.top),),
+            extra=lambda rows: {"probes": len(self.attached), "skipped": len(self.skipped)})
 
 
 TRACER = Funccount
