@@ -16,12 +16,6 @@ struct stamp {
     u32 pad;
 };
 
-struct cgroup_slot_key {
-    u64 cgroup_id;
-    u32 slot;
-    u32 pad;
-};
-
 BPF_HASH(start, u32, struct stamp, 65536);  // tid -> stint began
 BPF_PERCPU_ARRAY(dist, u64, 65);
 BPF_PERCPU_ARRAY(dist_sum, u64, 1);

@@ -13,7 +13,8 @@
 // a preempted task reports 0 or TASK_REPORT_MAX (0x100): still runnable.
 #define TP_SLEEP_MASK 0xff
 
-#if defined(FILTER_PID) || defined(FILTER_COMM_0) || defined(PER_PROCESS) || defined(PER_THREAD)
+#if defined(FILTER_PID) || defined(FILTER_COMM_0) || defined(PER_PROCESS) || defined(PER_THREAD) || \
+    defined(PER_CGROUP) || defined(FILTER_CGROUP)
 #define DEFER 1
 #endif
 
@@ -32,6 +33,9 @@ BPF_HASH(pending, u32, u64, 65536);    // tid -> latency not yet accounted
 #if defined(PER_PROCESS) || defined(PER_THREAD)
 BPF_HASH(dist_pid, struct pid_key, u64, 65536);
 #endif
+#ifdef PER_CGROUP
+BPF_HASH(dist_cgroup, struct cgroup_slot_key, u64, 65536);
+#endif
 
 static __always_inline void account(u32 id, u64 delta_ns)
 {
@@ -42,6 +46,11 @@ static __always_inline void account(u32 id, u64 delta_ns)
     u64 zero = 0;
     struct pid_key key = {.pid = id, .slot = slot};
     bpfwatch_add(dist_pid.lookup_or_try_init(&key, &zero), 1);
+#endif
+#ifdef PER_CGROUP  // DEFER: the task whose wait this was is current
+    u64 none = 0;
+    struct cgroup_slot_key ck = {.cgroup_id = bpf_get_current_cgroup_id(), .slot = slot};
+    bpfwatch_add(dist_cgroup.lookup_or_try_init(&ck, &none), 1);
 #endif
 }
 

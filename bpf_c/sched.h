@@ -10,6 +10,13 @@ struct pid_key {
     u32 slot;
 };
 
+// The key of the per-container histograms (dist_cgroup): a cgroup v2 id.
+struct cgroup_slot_key {
+    u64 cgroup_id;
+    u32 slot;
+    u32 pad;
+};
+
 #ifdef HOOK_RAW_TRACEPOINT
 // Raw tracepoints hand task_struct pointers: offsets from BTF (-D) unless
 // the headers match the kernel (no OFF_ defines passed).

@@ -6,6 +6,7 @@ exec` (the exec of the script itself), then the script's own execs.
 """
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -243,3 +244,52 @@ def test_cpudist_per_container_with_the_container_filter(tracer, runc_containers
     hists = run.json_lines()[-1]["histograms"]
     assert [h["container"] for h in hists] == [box.id[:12]]
     assert hists[0]["total"] > 0
+
+
+NAPPER_C = r"""
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    /* A child named napkid: the waits runc's init had before the exec are
+       accounted under the parent's name, not the child's. */
+    if (fork() == 0) {
+        prctl(PR_SET_NAME, "napkid");
+        struct timespec ms = {0, 1000000};
+        for (int i = atoi(argv[1]); i > 0; i--)
+            nanosleep(&ms, NULL);  /* each wakeup: one wait on a run queue */
+        return 0;
+    }
+    wait(NULL);
+    return 0;
+}
+"""
+
+
+def test_runqlat_per_container_counts_each_containers_waits(tracer, runc_containers, tmp_path):
+    (tmp_path / "napper.c").write_text(NAPPER_C)
+    napper = tmp_path / "napper"
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(napper), str(tmp_path / "napper.c")], check=True)
+    boxes = {runc_containers(): 40, runc_containers(): 17}
+    for box in boxes:
+        shutil.copy(napper, box.bundle / "rootfs" / "napper")
+    run = tracer(["runqlat", "--per-container", "--comm", "napkid", "--json"])
+    first = next(iter(boxes))
+    only_first = tracer(["runqlat", "--container", first.id[:12], "--comm", "napkid", "--json"])
+    for box, naps in boxes.items():
+        box.exec(f"/napper {naps}")
+    subprocess.run([str(napper), "23"], check=True)
+    run.stop()
+    only_first.stop()
+    (hist,) = only_first.json_lines()[-1]["histograms"]
+    assert 40 + 1 <= sum(b["count"] for b in hist["buckets"]) <= 40 + 2
+    counts = {h["container"]: sum(b["count"] for b in h["buckets"])
+              for h in run.json_lines()[-1]["histograms"]}
+    assert set(counts) == {box.id[:12] for box in boxes} | {None}
+    # each nap's wakeup, plus the wait after fork; a preemption may add one
+    for box, naps in boxes.items():
+        assert naps + 1 <= counts[box.id[:12]] <= naps + 2, counts
+    assert 23 + 1 <= counts[None] <= 23 + 2, counts

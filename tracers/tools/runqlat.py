@@ -37,6 +37,7 @@ SPEC = TracerSpec(
         "bpfwatch runqlat -P -d 10         # one histogram per process, for 10 s",
         "bpfwatch runqlat -p 1234 --json   # only process 1234, as JSON",
         "bpfwatch runqlat -L --comm nginx  # per thread of the nginx processes",
+        "bpfwatch runqlat --per-container  # one histogram per container",
     ),
     exporter_default=True,
 )
@@ -51,6 +52,8 @@ class Runqlat(Tracer):
         who = parser.add_mutually_exclusive_group()
         who.add_argument("-P", "--pids", action="store_true", help="one histogram per process (TGID)")
         who.add_argument("-L", "--tids", action="store_true", help="one histogram per thread (TID)")
+        who.add_argument("--per-container", action="store_true",
+                         help="one histogram per container (host tasks: one '-' histogram)")
 
     def defines(self, args) -> dict[str, int]:
         out = {"UNIT_NS": 1_000_000 if args.milliseconds else 1000}
@@ -58,6 +61,8 @@ class Runqlat(Tracer):
             out["PER_PROCESS"] = 1
         if args.tids:
             out["PER_THREAD"] = 1
+        if args.per_container:
+            out["PER_CGROUP"] = 1
         return out
 
     def run(self, session, args) -> int:
