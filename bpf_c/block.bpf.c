@@ -45,6 +45,7 @@ struct bio_event {
 BPF_RINGBUF_OUTPUT(events, 128);  // pages: 512 KiB
 #else
 struct hist_key {
+    u64 cgroup_id;  // the issuer's, 0 unless PER_CGROUP
     u32 dev;   // 0 unless PER_DISK
     u32 slot;
     char rwbs[8];  // empty unless PER_FLAGS
@@ -144,6 +145,9 @@ static __always_inline int complete_common(struct start_key *key, u64 sector, s3
 #endif
 #ifdef PER_FLAGS
     __builtin_memcpy(hk.rwbs, v->rwbs, sizeof(hk.rwbs));
+#endif
+#ifdef PER_CGROUP
+    hk.cgroup_id = v->cgroup_id;
 #endif
     u64 zero = 0;
     bpfwatch_add(dist.lookup_or_try_init(&hk, &zero), 1);

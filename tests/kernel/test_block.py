@@ -129,3 +129,29 @@ def test_nothing_left_after(tracer, args, ending):
         assert bpf_objects(OUR_PROGS)["prog"] - before["prog"], "tracer loaded no program?"
         assert run.stop(getattr(signal, ending)) == (-9 if ending == "SIGKILL" else 0)
     assert wait_gone(before, names=OUR_PROGS) == {"prog": set(), "link": set()}
+
+
+def test_per_container_histograms_follow_the_issuer(tracer, loop_disk):
+    """I/O from a task in a docker-shaped cgroup lands in that container's
+    histogram, a host twin's in the host's ('-' / null)."""
+    import secrets
+
+    from runclib import cgroup2_root
+    ident = secrets.token_hex(32)
+    cgroup = os.path.join(cgroup2_root(), "system.slice", f"docker-{ident}.scope")
+    os.makedirs(cgroup)
+    try:
+        disk = os.path.basename(loop_disk)
+        run = tracer(["biolatency", "--per-container", "--disk", disk, "--json"])
+        boxed = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()\n" + WORKLOAD,
+                                  loop_disk, "3", "2", "0"], stdin=subprocess.PIPE)
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(boxed.pid))
+        boxed.stdin.close()
+        assert boxed.wait(60) == 0
+        subprocess.run([sys.executable, "-c", WORKLOAD, loop_disk, "4", "3", "0"], check=True)
+        run.stop()
+    finally:
+        os.rmdir(cgroup)
+    totals = {h["container"]: h["total"] for h in run.json_lines()[-1]["histograms"]}
+    assert totals == {ident[:12]: 3 + 2, None: 4 + 3}

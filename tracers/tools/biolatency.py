@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from tracers import runner
+from tracers import containers, runner
 from tracers.tools import _block
 from tracers.spec import Label, Metric, Tracer, TracerSpec
 from tracers.summary import Histogram, label
@@ -27,6 +27,7 @@ SPEC = TracerSpec(
         "bpfwatch biolatency -m -Q            # milliseconds, queue time included",
         "bpfwatch biolatency -F --disk sda    # per operation flags (rwbs), one disk",
         "bpfwatch biolatency --json -D -d 5   # JSON after 5 seconds",
+        "bpfwatch biolatency --per-container  # by the container that issued the I/O",
     ),
 )
 
@@ -38,8 +39,11 @@ def histogram(args) -> Histogram:
         by.append(label("disk", "disk", 0, "dev", "disk_name"))
     if args.flags:
         by.append(label("flags", "flags", 0, "rwbs", "text"))
+    if args.per_container:
+        by.append(label("container", "container", 0, "cgroup_id", "container"))
     return Histogram("dist", "msecs" if args.milliseconds else "usecs", by=tuple(by),
-                     slot_field="slot", empty="(no block I/O seen)")
+                     slot_field="slot", empty="(no block I/O seen)",
+                     decoders=containers.short_id_decoders())
 
 
 class Biolatency(Tracer):
@@ -52,17 +56,19 @@ class Biolatency(Tracer):
         parser.add_argument("-D", "--disks", action="store_true", help="one histogram per disk")
         parser.add_argument("-F", "--flags", action="store_true",
                             help="one histogram per operation flags (rwbs: R read, W write, S sync, F flush...)")
+        parser.add_argument("--per-container", action="store_true",
+                            help="one histogram per container of the issuing task (host tasks: '-')")
 
     def defines(self, args) -> dict[str, int]:
         out = _block.defines(args, "bpfwatch biolatency")
         for flag, name in ((args.milliseconds, "MILLISECONDS"), (args.disks, "PER_DISK"),
-                           (args.flags, "PER_FLAGS")):
+                           (args.flags, "PER_FLAGS"), (args.per_container, "PER_CGROUP")):
             if flag:
                 out[name] = 1
         return out
 
     def skip_hooks(self, args) -> set[str]:
-        return _block.skip_hooks(args, needs_issuer=False)
+        return _block.skip_hooks(args, needs_issuer=args.per_container)
 
     def run(self, session, args) -> int:
         try:
