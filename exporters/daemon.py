@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import socket
 import sys
 import threading
@@ -26,6 +27,7 @@ EXAMPLES = (
     "bpfwatch exporter --tracers syscount,execsnoop --listen 0.0.0.0:10100",
     "bpfwatch exporter --program exporters/examples/syscall_errors.toml",
     "bpfwatch exporter --web-config /etc/bpfwatch/web.yml   # TLS and basic auth",
+    "bpfwatch exporter --tracers guard --tracer-args 'guard --rules /etc/bpfwatch/guard.toml'",
 )
 TELEMETRY = {f"{NAMESPACE}_{n}" for n in (
     "program_attached", "events_dropped", "map_update_failures", "map_entries", "map_max_entries",
@@ -64,6 +66,9 @@ def build_parser() -> OneLineParser:
                         metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN}; port 0 picks one)")
     parser.add_argument("--tracers", metavar="A,B,...", help="built-in tracers to run (default: the "
                         "low-overhead default set that works on this kernel); 'none' for programs only")
+    parser.add_argument("--tracer-args", metavar="'TRACER ARGS'", action="append", default=[],
+                        type=tracer_args, help="options for one tracer, as its own command line "
+                        "takes them (repeatable), e.g. 'guard --rules /etc/bpfwatch/guard.toml'")
     parser.add_argument("--program", metavar="FILE", action="append", default=[],
                         help="a user program's TOML file (repeatable)")
     parser.add_argument("--check", action="store_true", help="compile, load and attach everything, "
@@ -99,24 +104,38 @@ class _NeedsOptions(Exception):
     pass
 
 
-def default_args(tracer):
-    """The tracer's CLI defaults: the exporter runs what `bpfwatch <tracer>` runs."""
+def tracer_args(text: str) -> tuple[str, list[str]]:
+    """'NAME ARGS...' -> (NAME, [ARGS]), split as a shell would."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    if not words:
+        raise argparse.ArgumentTypeError("empty: want 'TRACER ARGS...'")
+    return words[0], words[1:]
+
+
+def default_args(tracer, argv=()):
+    """The tracer's CLI defaults (plus argv from --tracer-args): the exporter
+    runs what `bpfwatch <tracer> ARGS` runs."""
     parser = options.build_parser(tracer)
 
     def refuse(message):
         raise _NeedsOptions(message)
     parser.error = refuse
-    return parser.parse_args([])
+    return parser.parse_args(list(argv))
 
 
-def builtin_job(tracer_class) -> Job:
+def builtin_job(tracer_class, argv=()) -> Job:
     """The tracer's own setup with its default arguments, plus the exporter's overrides."""
     from tracers.runtime import BpfwatchError
     tracer = tracer_class()
     spec = tracer.spec
     try:
-        setup = tracer.setup(default_args(tracer))
+        setup = tracer.setup(default_args(tracer, argv))
     except (_NeedsOptions, UsageError) as exc:
+        if argv:
+            raise BpfwatchError(f"--tracer-args {spec.name}: {exc}") from None
         raise BpfwatchError(f"{spec.name} needs options the exporter does not pass "
                             f"({exc}); run it as `bpfwatch {spec.name}` instead") from None
     job = Job(setup.spec, dict(setup.defines), set(setup.skip), setup.attachers)
@@ -148,7 +167,13 @@ def plan_jobs(args, probe) -> tuple[list[Job], list[str]]:
             if name not in modules:
                 raise BpfwatchError(f"unknown tracer {name!r} (known: {', '.join(modules)})")
         names = list(dict.fromkeys(names))
-    jobs = [builtin_job(modules[n]) for n in names]
+    extra = {}
+    for name, argv in args.tracer_args:
+        if name not in names:
+            raise BpfwatchError(f"--tracer-args {name}: {name!r} is not among the tracers served "
+                                f"({', '.join(names) or 'none'})")
+        extra.setdefault(name, []).extend(argv)
+    jobs = [builtin_job(modules[n], extra.get(n, ())) for n in names]
     for path in args.program:
         spec, defines = program.load(path)
         jobs.append(Job(spec, defines, origin=f"program {path}"))

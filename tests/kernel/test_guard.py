@@ -441,6 +441,42 @@ def test_the_exporter_serves_alerts_per_rule_and_severity(short_dir):
     assert value(parsed, "bpfwatch_program_attached", tracer="guard", hook="raw_sys_enter") == 1
 
 
+def test_the_exporter_runs_a_rules_file_given_by_tracer_args(short_dir):
+    program = compile_c(short_dir, "forbidden", MARKER_C)
+    rules = rules_file(short_dir, f"""
+        [[rules]]
+        name = "served_kill"
+        kind = "exec"
+        severity = "high"
+        action = "kill"
+        path = ["{program}"]
+        """)
+    proc, url = start_exporter("--tracers", "guard", "--tracer-args", f"guard --rules {rules}")
+    try:
+        codes = [subprocess.run([program, short_dir / f"m{i}"], timeout=30).returncode for i in range(6)]
+        parsed = samples(scrape(url))
+    finally:
+        proc.stop()
+        proc.close()
+    assert codes == [-9] * 6 and not list(short_dir.glob("m*"))
+    assert value(parsed, "bpfwatch_guard_alerts_total", rule="served_kill", severity="high") == 6
+    assert value(parsed, "bpfwatch_guard_alerts_total", rule="kernel_module_load", severity="critical") == 0
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--tracer-args", "guard --rules /nonexistent.toml"], "--tracer-args guard: "),
+    (["--tracer-args", "execsnoop --json"], "'execsnoop' is not among the tracers served (guard)"),
+    (["--tracer-args", "guard --no-such-flag"], "--tracer-args guard: unrecognized arguments"),
+])
+def test_bad_tracer_args_get_one_line(extra, words):
+    out = subprocess.run([sys.executable, "-m", "tracers", "exporter", "--tracers", "guard", "--check",
+                          *extra], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode != 0
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("bpfwatch exporter: ") and words in line, line
+
+
 def test_output_file_is_appended_and_never_a_symlink(tracer, short_dir):
     program = compile_c(short_dir, "forbidden", MARKER_C)
     rules = rules_file(short_dir, f"""
