@@ -47,7 +47,7 @@ def test_insert_hook_is_skipped_unless_needed():
 
 
 def test_defines():
-    args = argparse.Namespace(queued=True, disk=None, milliseconds=True, disks=True, flags=False)
+    args = argparse.Namespace(queued=True, disk=None, milliseconds=True, disks=True, flags=False, per_container=False)
     assert biolatency.TRACER().defines(args) == {"QUEUED": 1, "MILLISECONDS": 1, "PER_DISK": 1}
     snoop = argparse.Namespace(queued=False, disk=None)
     assert biosnoop.TRACER().defines(snoop) == {"BIOSNOOP": 1}
@@ -62,7 +62,7 @@ def DistKey(dev, rwbs, slot):
 
 
 def test_deltas_keep_only_what_grew():
-    hist = biolatency.histogram(argparse.Namespace(disks=True, flags=True, milliseconds=False))
+    hist = biolatency.histogram(argparse.Namespace(disks=True, flags=True, milliseconds=False, per_container=False))
     dev1, dev2 = 259 << 20 | 998, 259 << 20 | 999
     before = hist.read([(DistKey(dev1, b"R", 3), 5), (DistKey(dev1, b"R", 4), 1)])
     now = hist.read([(DistKey(dev1, b"R", 3), 7), (DistKey(dev1, b"R", 4), 1),
@@ -72,7 +72,7 @@ def test_deltas_keep_only_what_grew():
 
 
 def test_records_and_text_per_disk_and_flags():
-    hist = biolatency.histogram(argparse.Namespace(disks=True, flags=True, milliseconds=False))
+    hist = biolatency.histogram(argparse.Namespace(disks=True, flags=True, milliseconds=False, per_container=False))
     dev = 259 << 20 | 999  # no such device: named MAJ:MIN
     rows = hist.rows(hist.read([(DistKey(dev, b"WS", 1), 2), (DistKey(dev, b"WS", 4), 3),
                                 (DistKey(dev, b"R", 0), 1)]), {})
@@ -88,7 +88,7 @@ def test_records_and_text_per_disk_and_flags():
 
 
 def test_plain_histogram_has_no_heading():
-    hist = biolatency.histogram(argparse.Namespace(disks=False, flags=False, milliseconds=True))
+    hist = biolatency.histogram(argparse.Namespace(disks=False, flags=False, milliseconds=True, per_container=False))
     rows = hist.rows(hist.read([(DistKey(0, b"", 2), 4)]), {})
     assert hist.records(rows) == [{"unit": "msecs", "total": 4, "buckets": [{"low": 2, "high": 3, "count": 4}]}]
     assert hist.text(rows)[0].startswith("     msecs")

@@ -97,7 +97,7 @@ def test_stack_frames_order_comm_user_kernel():
 def test_latency_histogram_per_pid_delta_render_and_json():
     class Key(ctypes.Structure):  # struct pid_key in bpf_c/runqlat.bpf.c
         _fields_ = [("pid", ctypes.c_uint32), ("slot", ctypes.c_uint32)]
-    hist = _hist.latency_histogram(SimpleNamespace(milliseconds=False, pids=True, tids=False), "(none)")
+    hist = _hist.latency_histogram(SimpleNamespace(milliseconds=False, pids=True, tids=False, per_container=False), "(none)")
     assert hist.map == "dist_pid"
     before = hist.read([(Key(7, 1), 2), (Key(7, 3), 5)])
     now = hist.read([(Key(7, 1), 2), (Key(7, 3), 9), (Key(7, 4), 1)])
@@ -114,7 +114,7 @@ def test_latency_histogram_per_pid_delta_render_and_json():
 
 
 def test_defines_are_integers_from_options():
-    args = SimpleNamespace(milliseconds=True, pids=True, tids=False)
+    args = SimpleNamespace(milliseconds=True, pids=True, tids=False, per_container=False)
     assert runqlat.TRACER().defines(args) == {"UNIT_NS": 1_000_000, "PER_PROCESS": 1}
     args = SimpleNamespace(svg=None, user_stacks_only=False, kernel_stacks_only=True,
                            user_threads_only=False, kernel_threads_only=False,
