@@ -32,6 +32,8 @@ struct rule {
     u32 access;  // open: 0 any, ACCESS_WRITE, ACCESS_READ
     u32 argv_len;
     u16 ports[GUARD_PORTS];
+    u32 cgroup_levels[GUARD_CGROUPS];  // 0: unused slot (the root is never a condition)
+    u64 cgroup_ids[GUARD_CGROUPS];     // the cgroup (or container) and everything below it
     u64 argv[GUARD_ARGV_BYTES / 8];  // argv[0..n] with their NULs, as words
     struct counter_key label;        // the key of this rule's counter in `alerts`
 };
@@ -190,6 +192,16 @@ static __always_inline int port_listed(struct rule *r, u16 port)
     return 0;
 }
 
+static __always_inline int in_cgroups(struct rule *r)
+{
+    for (int i = 0; i < GUARD_CGROUPS; i++) {
+        u32 level = r->cgroup_levels[i];
+        if (level && bpf_get_current_ancestor_cgroup_id(level) == r->cgroup_ids[i])
+            return 1;
+    }
+    return 0;
+}
+
 static __always_inline int conditions_hold(struct rule *r, u32 index, struct alert *a)
 {
     if (a->uid < r->uid_min || a->uid > r->uid_max)
@@ -204,6 +216,8 @@ static __always_inline int conditions_hold(struct rule *r, u32 index, struct ale
     if ((conds & COND_NOT_PARENT_COMM) && in_comm_list(index, LIST_NOT_PARENT_COMM, a->parent_comm))
         return 0;
     if ((conds & COND_ARGV) && !argv_matches(r, a))
+        return 0;
+    if ((conds & COND_CGROUP) && !in_cgroups(r))
         return 0;
     if (r->access == ACCESS_WRITE && !is_write(a->flags))
         return 0;

@@ -293,3 +293,47 @@ def test_runqlat_per_container_counts_each_containers_waits(tracer, runc_contain
     for box, naps in boxes.items():
         assert naps + 1 <= counts[box.id[:12]] <= naps + 2, counts
     assert 23 + 1 <= counts[None] <= 23 + 2, counts
+
+
+def test_guard_rules_name_a_container_and_a_cgroup(tracer, runc_containers, tmp_path):
+    parent = runc_containers.parent(f"bpfw-{secrets.token_hex(4)}.slice")
+    a = runc_containers(parent + "/docker-{id}.scope")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f"""
+[[rules]]
+name = "true_in_a"
+kind = "exec"
+severity = "low"
+action = "alert"
+path = ["/bin/true"]
+container = ["{a.id[:12]}"]
+
+[[rules]]
+name = "true_under_parent"
+kind = "exec"
+severity = "low"
+action = "alert"
+path = ["/bin/true"]
+cgroup = ["{parent}"]
+""")
+    run = tracer(["guard", "--rules", str(rules), "--json"])
+    b = runc_containers(parent + "/docker-{id}.scope")  # created after the start
+    a.exec(workload(3, 0, "/"))
+    b.exec(workload(4, 0, "/"))
+    on_host(workload(5, 0, "/"))
+    assert run.stop() == 0
+    (totals,) = [line["alerts_total"] for line in run.json_lines() if "alerts_total" in line]
+    assert totals == {"true_in_a": 3, "true_under_parent": 3 + 4}
+    alerts = [e for e in run.json_lines() if "rule" in e]
+    assert sorted((e["rule"], e["container"]["id"]) for e in alerts) == sorted(
+        [("true_in_a", a.id)] * 3 + [("true_under_parent", a.id)] * 3 + [("true_under_parent", b.id)] * 4)
+
+
+def test_guard_rule_naming_an_unknown_container_is_one_line(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nname = "x"\nkind = "exec"\nseverity = "low"\naction = "alert"\n'
+                     'container = ["ffffffffffff0000"]\n')
+    out = cli("guard", "--rules", str(rules), "-d", "1")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (f"bpfwatch guard: rules {rules}: rules[0] 'x'.container: "
+                                  "no running container's id starts with 'ffffffffffff0000'")

@@ -36,7 +36,7 @@ KINDS = {
     "proc_mem_write": (8, (), "open of /proc/<pid>/mem or /proc/<pid>/task/<tid>/mem for writing"),
 }
 COMMON = ("name", "kind", "severity", "action", "description", "comm", "not_comm",
-          "parent_comm", "not_parent_comm", "uid_min", "uid_max")
+          "parent_comm", "not_parent_comm", "uid_min", "uid_max", "cgroup", "container")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 ACTIONS = {"alert": 0, "kill": 1}
 ACTION_DRY_RUN = 2  # a kill rule under --dry-run: alert, say what would have happened
@@ -48,6 +48,7 @@ PATHS_PER_RULE = 16
 COMMS_PER_LIST = 16
 CIDRS_PER_RULE = 16
 PORTS_PER_RULE = 8
+CGROUPS_PER_RULE = 4  # cgroup and container entries together
 PATH_KEY_LEN = 64  # path bytes the kernel reads: a prefix <= 63, an exact path <= 62
 ARGV_BYTES = 128  # argv entries, NUL-terminated and joined, the kernel compares
 NAME_LEN = 32  # rule name bytes with the NUL (the counter key)
@@ -60,7 +61,8 @@ NAME = re.compile(r"[a-z][a-z0-9_]*")
 U32_MAX = 2**32 - 1
 
 # Condition bits of a rule record (C: COND_*).
-COND = {"comm": 1, "not_comm": 2, "parent_comm": 4, "not_parent_comm": 8, "argv": 16, "ports": 32}
+COND = {"comm": 1, "not_comm": 2, "parent_comm": 4, "not_parent_comm": 8, "argv": 16, "ports": 32,
+        "cgroup": 64}
 COMM_LIST = {"comm": 1, "not_comm": 2, "parent_comm": 3, "not_parent_comm": 4}
 
 
@@ -83,6 +85,10 @@ class Rule:
     access: str = "any"
     cidrs: list = field(default_factory=list)  # ipaddress networks
     ports: list[int] = field(default_factory=list)
+    # ("cgroup", path) or ("container", id prefix), as written; resolve_cgroups
+    # turns them into (cgroup id, level) pairs when the rules are loaded
+    cgroup_names: list[tuple[str, str]] = field(default_factory=list)
+    cgroups: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def kind_id(self) -> int:
@@ -100,6 +106,8 @@ class Rule:
             bits |= COND["argv"]
         if self.ports:
             bits |= COND["ports"]
+        if self.cgroup_names:
+            bits |= COND["cgroup"]
         return bits
 
 
@@ -213,6 +221,12 @@ def _rule(raw, slots: dict[str, int]) -> Rule:
                 raise _Bad(f"cidr[{i}]", f"not a CIDR: {exc}") from None
     elif kind == "connect":
         rule.cidrs = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+    for key in ("cgroup", "container"):
+        if key in raw:
+            rule.cgroup_names += [(key, _text(f"{key}[{i}]", c))
+                                  for i, c in enumerate(_list(key, raw[key], CGROUPS_PER_RULE))]
+    if len(rule.cgroup_names) > CGROUPS_PER_RULE:
+        raise _Bad("cgroup", f"cgroup and container together: at most {CGROUPS_PER_RULE} entries")
     if "ports" in raw:
         for i, port in enumerate(_list("ports", raw["ports"], PORTS_PER_RULE)):
             if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -254,7 +268,31 @@ def load(path: str) -> list[Rule]:
         raise RulesError(f"rules {path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"rules {path}: not valid TOML: {exc}") from None
-    return parse(data, path)
+    rules = parse(data, path)
+    resolve_cgroups(rules, path)
+    return rules
+
+
+def resolve_cgroups(rules: list[Rule], path: str, resolver=None) -> None:
+    """cgroup paths and container id prefixes -> (cgroup id, level), once, at
+    start: the kernel matches the cgroup and everything below it (level is
+    its depth: the ancestor of the current task's cgroup to compare)."""
+    from tracers import containers
+    for i, rule in enumerate(rules):
+        for key, text in rule.cgroup_names:
+            try:
+                if key == "container":
+                    resolver = resolver or containers.Resolver()
+                    text = resolver.find(text).cgroup
+                full, cgroup_id = containers.cgroup_dir(text)
+            except containers.CgroupError as exc:
+                raise RulesError(f"rules {path}: rules[{i}] {rule.name!r}.{key}: {exc}") from None
+            below_root = os.path.relpath(full, containers.require_mount())
+            level = 0 if below_root == "." else len(below_root.split(os.sep))
+            if level == 0:
+                raise RulesError(f"rules {path}: rules[{i}] {rule.name!r}.{key}: {text!r} is the "
+                                 "root cgroup (every process): leave the condition out instead")
+            rule.cgroups.append((cgroup_id, level))
 
 
 # -- what the kernel gets ------------------------------------------------------------
@@ -308,6 +346,7 @@ def layout_defines() -> dict[str, int]:
            "GUARD_NAME_LEN": NAME_LEN, "GUARD_SEVERITY_LEN": SEVERITY_LEN,
            "GUARD_PATH_ENTRIES": PATH_ENTRIES, "GUARD_CIDR_ENTRIES": CIDR_ENTRIES,
            "GUARD_COMM_ENTRIES": COMM_ENTRIES, "GUARD_KINDS": len(KINDS),
+           "GUARD_CGROUPS": CGROUPS_PER_RULE,
            "ACTION_KILL": ACTIONS["kill"], "ACCESS_WRITE": ACCESS["write"],
            "ACCESS_READ": ACCESS["read"]}
     out.update({f"KIND_{k.upper()}": v[0] for k, v in KINDS.items()})

@@ -154,6 +154,8 @@ def fill_maps(bpf, rules: list[rulebook.Rule], dry_run: bool) -> None:
         for i in range(rulebook.PORTS_PER_RULE):  # unused slots repeat the first port
             leaf.ports[i] = r.ports[i] if i < len(r.ports) else (r.ports[0] if r.ports else 0)
         _put_bytes(leaf, "argv", r.argv)
+        for i, (cgroup_id, level) in enumerate(r.cgroups):
+            leaf.cgroup_ids[i], leaf.cgroup_levels[i] = cgroup_id, level
         leaf.label.rule, leaf.label.severity = r.name.encode(), r.severity.encode()
         table[table.Key(r.index)] = leaf
         counters[leaf.label] = counters.Leaf(0)
