@@ -9,6 +9,10 @@
 #include <linux/socket.h>
 #include "bpfwatch.h"
 
+#ifdef HOOK_LSM_CONNECT  // the stock kernels with BPF LSM have module tracepoints
+#define HOOK_MODULE_TRACEPOINTS 1
+#endif
+
 #if !defined(GUARD_RULES_PER_KIND) || !defined(GUARD_SELF_PID) || !defined(GUARD_MASK_EXEC)
 #error "guard: layout, GUARD_SELF_PID and rule masks are passed by tracers/tools/guard.py"
 #endif
@@ -228,7 +232,8 @@ static __always_inline int conditions_hold(struct rule *r, u32 index, struct ale
     return 1;
 }
 
-static __always_inline void fire(struct rule *r, u32 index, struct alert *a)
+// 1 when the rule kills (not under --dry-run): an LSM hook then also refuses the call.
+static __always_inline int fire(struct rule *r, u32 index, struct alert *a)
 {
     u64 *hits = alerts.lookup(&r->label);
     if (hits)
@@ -247,17 +252,19 @@ static __always_inline void fire(struct rule *r, u32 index, struct alert *a)
     if (events.ringbuf_output(a, sizeof(*a), 0))
         bpfwatch_count(BPFWATCH_STAT_EVENTS_DROPPED);
 #endif
+    return r->action == ACTION_KILL;
 }
 
 // Every candidate rule of `kind` (bits of mask) whose conditions hold fires.
 // `mask` is ANDed with the kind's -D mask at each call: the verifier then
 // knows which bits can be set and explores only that many iterations.
-static __always_inline void match(u32 kind, u32 mask)
+static __always_inline int match(u32 kind, u32 mask)
 {
     u32 zero = 0;
+    int kills = 0;
     struct alert *a = scratch.lookup(&zero);
     if (!a)
-        return;
+        return 0;
     for (u32 i = 0; i < GUARD_RULES_PER_KIND; i++) {
         if (!(mask >> i))
             break;
@@ -266,8 +273,9 @@ static __always_inline void match(u32 kind, u32 mask)
         u32 index = kind * GUARD_RULES_PER_KIND + i;
         struct rule *r = rules.lookup(&index);
         if (r && conditions_hold(r, index, a))
-            fire(r, index, a);
+            kills += fire(r, index, a);
     }
+    return kills;
 }
 
 // The path index: the lookup key's bytes are those read (the NUL
@@ -478,18 +486,25 @@ int on_open_exit(struct sys_exit_args *ctx)
 }
 
 // ---- connect: the destination address against the CIDR trie
-static __always_inline int check_connect(const void *uaddr, int at_exit)
+// The syscall tracepoints read the caller's memory; the LSM hook the kernel's copy.
+static __always_inline long read_sockaddr(u8 *sa, u32 len, const void *addr, int in_kernel)
+{
+    return in_kernel ? bpf_probe_read_kernel(sa, len, addr) : bpf_probe_read_user(sa, len, addr);
+}
+
+// How many kill rules fired.
+static __always_inline int check_connect(const void *uaddr, int at_exit, int in_kernel)
 {
     u8 sa[28] = {};
     struct cidr_key key = {};
-    if (bpf_probe_read_user(sa, 16, uaddr))
+    if (read_sockaddr(sa, 16, uaddr, in_kernel))
         goto unreadable;
     u16 family = *(u16 *)sa;
     if (family == AF_INET) {
         key.family = 4;
         __builtin_memcpy(key.addr, sa + 4, 4);
     } else if (family == AF_INET6) {
-        if (bpf_probe_read_user(sa, 28, uaddr))
+        if (read_sockaddr(sa, 28, uaddr, in_kernel))
             goto unreadable;
         u32 *w = (u32 *)(sa + 8);
         if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff)) {  // v4-mapped
@@ -513,8 +528,7 @@ static __always_inline int check_connect(const void *uaddr, int at_exit)
     a->family = key.family;
     a->port = bpf_ntohs(*(u16 *)(sa + 2));
     __builtin_memcpy(a->addr, key.addr, 16);
-    match(KIND_CONNECT, candidates & GUARD_MASK_CONNECT);
-    return 0;
+    return match(KIND_CONNECT, candidates & GUARD_MASK_CONNECT);
 unreadable:
     if (at_exit) {
         count_unreadable();
@@ -529,11 +543,13 @@ unreadable:
     return 0;
 }
 
+#ifndef HOOK_LSM_CONNECT
 int on_connect(struct sys_enter_args *ctx)
 {
     if (bpfwatch_filtered_out())
         return 0;
-    return check_connect((const void *)ctx->args[1], 0);
+    check_connect((const void *)ctx->args[1], 0, 0);
+    return 0;
 }
 
 int on_connect_exit(struct sys_exit_args *ctx)
@@ -544,8 +560,21 @@ int on_connect_exit(struct sys_exit_args *ctx)
         return 0;
     u64 ptr = r->ptr;
     retry_connect.delete(&tid);
-    return check_connect((const void *)ptr, 1);
+    check_connect((const void *)ptr, 1, 0);
+    return 0;
 }
+#elif GUARD_MASK_CONNECT
+// BPF LSM: a kill rule also refuses the connect itself (EPERM): no packet
+// leaves. BCC loads and attaches lsm__ programs itself, so it exists only
+// when there are connect rules.
+struct socket;  // declared: a struct first named in a parameter list is local to it
+LSM_PROBE(socket_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+    if (ret || bpfwatch_filtered_out())
+        return ret;
+    return check_connect(address, 1, 1) ? -EPERM : 0;
+}
+#endif
 
 // ---- kinds that need no index: the kind's mask is a -D integer
 static __always_inline int fire_simple(u32 kind, u32 mask, u32 flags, u32 target)

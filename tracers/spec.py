@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 # Hook kinds the runtime knows how to probe for and attach.
 HOOK_KINDS = (
     "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "fentry", "fexit",
-    "uprobe", "uretprobe", "perf_event", "tc", "socket_filter", "xdp",
+    "uprobe", "uretprobe", "perf_event", "tc", "socket_filter", "xdp", "lsm",
 )
 
 
@@ -32,8 +32,10 @@ class Hook:
     def __post_init__(self):
         if self.kind not in HOOK_KINDS:
             raise ValueError(f"unknown hook kind {self.kind!r}")
-        if not self.fn.startswith("on_"):
-            raise ValueError(f"entry point {self.fn!r} must be named on_<event>")
+        # BCC finds an LSM program's hook by its name: lsm__<hook>
+        prefix = "lsm__" if self.kind == "lsm" else "on_"
+        if not self.fn.startswith(prefix):
+            raise ValueError(f"entry point {self.fn!r} must be named {prefix}<event>")
 
 
 @dataclass(frozen=True)

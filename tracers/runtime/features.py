@@ -26,7 +26,11 @@ int on_tc(struct __sk_buff *skb) { return TC_ACT_OK; }
 int on_kprobe(struct pt_regs *ctx) { return 0; }
 """
 FENTRY_C = "KFUNC_PROBE(do_sys_openat2) { return 0; }"
-ORDER = ("btf", "headers", "kprobe", "kretprobe", "fentry", "tracepoint",
+# Declared first: a struct first named in a parameter list is local to it.
+LSM_C = "struct socket; struct sockaddr;\n" \
+        "LSM_PROBE(socket_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret) " \
+        "{ return ret; }"
+ORDER = ("btf", "headers", "kprobe", "kretprobe", "fentry", "lsm", "tracepoint",
          "raw_tracepoint", "uprobe", "perf_event", "ringbuf", "tc", "tcx", "xdp",
          "socket_filter", "lockdown", "jit", "bpf_stats_enabled")
 
@@ -170,6 +174,22 @@ class Probe:
                 return Feature(False, f"loading a TRACING program failed: {why} "
                                       "(BCC's support_kfunc() says yes; the kernel says no)")
         return Feature(True, "TRACING program loaded and attached to do_sys_openat2")
+
+    def _lsm(self):
+        """BPF LSM: the kernel must have it built in and in its active list."""
+        active = _read("/sys/kernel/security/lsm")
+        if active is not None and "bpf" not in active.split(","):
+            return Feature(False, f"bpf is not an active LSM ({active}; boot with lsm=...,bpf)")
+        fentry = self.feature("fentry")  # LSM programs attach through the same trampolines
+        if not fentry.available:
+            return Feature(False, f"no trampolines: {fentry.detail}")
+        from bcc import BPF
+        with quiet_stderr() as log:
+            try:
+                BPF(text=LSM_C).cleanup()
+            except Exception as exc:
+                return Feature(False, f"loading an LSM program failed: {log.first_error() or _first_line(exc)}")
+        return Feature(True, "LSM program loaded and attached to socket_connect")
 
     def _tracepoint(self):
         if not machine.tracepoint_exists("syscalls:sys_enter_getppid"):

@@ -149,8 +149,8 @@ class Session:
             "uprobe": lambda: multiattach.for_session(self).user(hook.fn, target, pid=self.pid),
             "uretprobe": lambda: multiattach.for_session(self).user(hook.fn, target, ret=True,
                                                                     pid=self.pid),
-            # BCC attaches KFUNC_PROBE/KRETFUNC_PROBE programs when it loads them
-            "fentry": lambda: None, "fexit": lambda: None,
+            # BCC attaches KFUNC_PROBE/KRETFUNC_PROBE/LSM_PROBE programs when it loads them
+            "fentry": lambda: None, "fexit": lambda: None, "lsm": lambda: None,
         }
         if hook.kind not in calls:
             raise LoadError(f"{self.spec.name}: no attacher for {hook.kind} hooks")

@@ -13,7 +13,7 @@ FEATURE_OF = {
     "tracepoint": "tracepoint", "raw_tracepoint": "raw_tracepoint",
     "kprobe": "kprobe", "kretprobe": "kretprobe", "fentry": "fentry", "fexit": "fentry",
     "uprobe": "uprobe", "uretprobe": "uprobe", "perf_event": "perf_event",
-    "tc": "tc", "socket_filter": "socket_filter", "xdp": "xdp",
+    "tc": "tc", "socket_filter": "socket_filter", "xdp": "xdp", "lsm": "lsm",
 }
 
 

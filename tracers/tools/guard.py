@@ -10,6 +10,7 @@ README for exactly what that does and does not prevent).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import os
 import stat
@@ -66,7 +67,7 @@ ENTRY_POINTS = {
     "exec": ("on_exec",), "fileless_exec": ("on_exec",),
     "open": ("on_open_enter", "on_openat_enter", "on_openat2_enter", "on_open_exit"),
     "proc_mem_write": ("on_open_enter", "on_openat_enter", "on_openat2_enter", "on_open_exit"),
-    "connect": ("on_connect", "on_connect_exit"),
+    "connect": ("on_connect", "on_connect_exit", "lsm__socket_connect"),
     "privilege": tuple(sorted(set(PRIVILEGE_CALLS.values()))), "ptrace": ("on_ptrace",), "bpf_load": ("on_bpf",),
     "module_load": ("on_module_load", "on_module_syscall"),
 }
@@ -76,14 +77,18 @@ def _sys(name: str, fn: str, optional: bool = False, enter: bool = True) -> Hook
     return Hook("tracepoint", f"syscalls:sys_{'enter' if enter else 'exit'}_{name}", fn, optional)
 
 
-def _hooks(*module_hooks: Hook) -> tuple[Hook, ...]:
+CONNECT_SYSCALL = (_sys("connect", "on_connect"), _sys("connect", "on_connect_exit", enter=False))
+CONNECT_LSM = (Hook("lsm", "socket_connect", "lsm__socket_connect"),)
+
+
+def _hooks(*module_hooks: Hook, connect=CONNECT_SYSCALL) -> tuple[Hook, ...]:
     return (
         Hook("raw_tracepoint", "sched_process_exec", "on_exec"),
         _sys("openat", "on_openat_enter"), _sys("openat", "on_open_exit", enter=False),
         # open() does not exist on every architecture, openat2 not before 5.6
         _sys("open", "on_open_enter", True), _sys("open", "on_open_exit", True, enter=False),
         _sys("openat2", "on_openat2_enter", True), _sys("openat2", "on_open_exit", True, enter=False),
-        _sys("connect", "on_connect"), _sys("connect", "on_connect_exit", enter=False),
+        *connect,
         *(_sys(call, PRIVILEGE_CALLS[call]) for call in PRIVILEGE_CALLS),
         _sys("ptrace", "on_ptrace"), _sys("bpf", "on_bpf"),
         *module_hooks,
@@ -116,6 +121,13 @@ SPEC = TracerSpec(
         "bpfwatch guard --rules my.toml --ebpf          # validate the rules (no root), print the C",
     ),
 )
+
+# Where BPF LSM works (Debian's stock kernel), connect rules that kill also
+# refuse the connect itself. Offered only to runs with such rules: probing
+# for LSM costs a compile at start.
+REFUSING_CONNECT = Alternative(
+    "lsm_connect", _hooks(*(_sys(c, "on_module_load") for c in MODULE_CALLS), connect=CONNECT_LSM),
+    define="HOOK_LSM_CONNECT", btf_fields=KERNEL_FIELDS, needs=("ringbuf",))
 
 ACTIONS = {0: "alert", rulebook.ACTIONS["kill"]: "kill", rulebook.ACTION_DRY_RUN: "dry-run"}
 PTRACE_REQUESTS = {16: "PTRACE_ATTACH", 0x4206: "PTRACE_SEIZE"}
@@ -255,18 +267,28 @@ class Guard(Tracer):
             pass
         return out
 
+    def session_spec(self, args) -> TracerSpec:
+        kills_connects = any(r.kind == "connect" and r.action == "kill" for r in self._load(args))
+        if not kills_connects or args.dry_run:
+            return SPEC
+        return dataclasses.replace(SPEC, alternatives=(REFUSING_CONNECT, *SPEC.alternatives))
+
     def skip_hooks(self, args) -> set[str]:
         wanted = {fn for r in self._load(args) for fn in ENTRY_POINTS[r.kind]}
         return {fn for fns in ENTRY_POINTS.values() for fn in fns} - wanted
 
     def attachers(self, args) -> dict:
-        return {"tracepoint": self._attach, "raw_tracepoint": self._attach}
+        return {"tracepoint": self._attach, "raw_tracepoint": self._attach, "lsm": self._attach}
 
     def _attach(self, session, hook: Hook) -> None:
-        """Rules go into the maps before the first hook is attached."""
+        """Rules go into the maps before the first hook is attached (BCC
+        attached the LSM program when it loaded it: until the maps are
+        filled it matches nothing)."""
         if not self._filled:
             fill_maps(session.bpf, self.rules, self.dry_run)
             self._filled = True
+        if hook.kind == "lsm":
+            return
         b = session.bpf
         with quiet_stderr() as log:
             try:

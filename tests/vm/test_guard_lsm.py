@@ -1,0 +1,48 @@
+"""guard on the stock kernel, which has BPF LSM (Debian builds it in and
+lists bpf among the active LSMs): a connect kill rule refuses the connect
+itself, so unlike on the host (tests/kernel/test_guard.py) no handshake
+completes before the process dies."""
+import signal
+import sys
+
+import pytest
+
+from conftest import ROOT
+from vmtools import READY_TIMEOUT
+
+sys.path.insert(0, str(ROOT / "tests" / "kernel"))
+from test_guard import accepted, alerts, listen, python, rules_file, short_dir  # noqa: E402,F401
+
+pytestmark = pytest.mark.vm
+
+CONNECT = """
+import socket, sys
+socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+"""
+
+
+def test_a_connect_kill_rule_refuses_the_connect_itself(tracer, netns_pair, short_dir):
+    port = 18500
+    listener = listen(netns_pair, port)
+    try:
+        rules = rules_file(short_dir, f"""
+            [[rules]]
+            name = "blocked_peer"
+            kind = "connect"
+            severity = "high"
+            action = "kill"
+            cidr = ["{netns_pair.ip_b}/32"]
+            ports = [{port}]
+            """)
+        run = tracer(["guard", "--rules", rules, "--json"], ready_timeout=READY_TIMEOUT)
+        assert "via lsm_connect" in run.stderr
+        in_a = netns_pair.exec(netns_pair.a)
+        blocked = [python(CONNECT, netns_pair.ip_b, port, prefix=in_a).returncode for _ in range(3)]
+        allowed = [python(CONNECT, netns_pair.ip_b, port + 1, prefix=in_a).returncode for _ in range(2)]
+        run.stop()
+    finally:
+        connections = accepted(listener)
+    assert blocked == [-signal.SIGKILL] * 3
+    assert allowed == [1, 1]  # nobody listens there: refused by b's kernel, not by guard
+    assert connections == 0
+    assert [(a["rule"], a["port"], a["action"]) for a in alerts(run)] == [("blocked_peer", port, "kill")] * 3
