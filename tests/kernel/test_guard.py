@@ -256,6 +256,27 @@ while True:
 """
 
 
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+except OSError as exc:
+    print(exc)
+"""
+
+
+def blocked_peer_rules(directory: Path, cidr: str, port: int) -> str:
+    return rules_file(directory, f"""
+        [[rules]]
+        name = "blocked_peer"
+        kind = "connect"
+        severity = "high"
+        action = "kill"
+        cidr = ["{cidr}"]
+        ports = [{port}]
+        """)
+
+
 def listen(netns_pair, port) -> subprocess.Popen:
     """Counts the connections it accepts; prints the count on SIGTERM."""
     listener = subprocess.Popen(netns_pair.exec(netns_pair.b, sys.executable, "-c", LISTENER,
@@ -275,27 +296,12 @@ def test_connect_to_a_blocked_cidr_is_killed(tracer, netns_pair, short_dir):
     port = 18000 + os.getpid() % 1000
     listener = listen(netns_pair, port)
     try:
-        rules = rules_file(short_dir, f"""
-            [[rules]]
-            name = "blocked_peer"
-            kind = "connect"
-            severity = "high"
-            action = "kill"
-            cidr = ["{netns_pair.ip_b.rsplit('.', 1)[0]}.0/24"]
-            ports = [{port}]
-            """)
+        rules = blocked_peer_rules(short_dir, f"{netns_pair.ip_b.rsplit('.', 1)[0]}.0/24", port)
         run = tracer(["guard", "--rules", rules, "--json"])
-        connect = """
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
-except OSError as exc:
-    print(exc)
-"""
         in_a = netns_pair.exec(netns_pair.a)
-        blocked = [python(connect, netns_pair.ip_b, port, prefix=in_a).returncode for _ in range(3)]
-        other_port = [python(connect, netns_pair.ip_b, port + 1, prefix=in_a).returncode for _ in range(2)]
-        ipv6 = [python(connect, netns_pair.ip6_b, port, prefix=in_a).returncode for _ in range(2)]
+        blocked = [python(CONNECT, netns_pair.ip_b, port, prefix=in_a).returncode for _ in range(3)]
+        other_port = [python(CONNECT, netns_pair.ip_b, port + 1, prefix=in_a).returncode for _ in range(2)]
+        ipv6 = [python(CONNECT, netns_pair.ip6_b, port, prefix=in_a).returncode for _ in range(2)]
         run.stop()
     finally:
         connections = accepted(listener)

@@ -11,29 +11,16 @@ from conftest import ROOT
 from vmtools import READY_TIMEOUT
 
 sys.path.insert(0, str(ROOT / "tests" / "kernel"))
-from test_guard import accepted, alerts, listen, python, rules_file, short_dir  # noqa: E402,F401
+from test_guard import CONNECT, accepted, alerts, blocked_peer_rules, listen, python, short_dir  # noqa: E402,F401
 
 pytestmark = pytest.mark.vm
-
-CONNECT = """
-import socket, sys
-socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
-"""
 
 
 def test_a_connect_kill_rule_refuses_the_connect_itself(tracer, netns_pair, short_dir):
     port = 18500
     listener = listen(netns_pair, port)
     try:
-        rules = rules_file(short_dir, f"""
-            [[rules]]
-            name = "blocked_peer"
-            kind = "connect"
-            severity = "high"
-            action = "kill"
-            cidr = ["{netns_pair.ip_b}/32"]
-            ports = [{port}]
-            """)
+        rules = blocked_peer_rules(short_dir, f"{netns_pair.ip_b}/32", port)
         run = tracer(["guard", "--rules", rules, "--json"], ready_timeout=READY_TIMEOUT)
         assert "via lsm_connect" in run.stderr
         in_a = netns_pair.exec(netns_pair.a)
@@ -43,6 +30,6 @@ def test_a_connect_kill_rule_refuses_the_connect_itself(tracer, netns_pair, shor
     finally:
         connections = accepted(listener)
     assert blocked == [-signal.SIGKILL] * 3
-    assert allowed == [1, 1]  # nobody listens there: refused by b's kernel, not by guard
+    assert allowed == [0, 0]  # nobody listens there: refused by b's kernel, not by guard
     assert connections == 0
     assert [(a["rule"], a["port"], a["action"]) for a in alerts(run)] == [("blocked_peer", port, "kill")] * 3

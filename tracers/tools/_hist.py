@@ -1,4 +1,5 @@
-"""The latency histogram runqlat and cpudist declare: one, or one per pid/tid."""
+"""What runqlat and cpudist share: the histogram (one, or one per pid, tid
+or container), its unit and breakdown options and their -D defines."""
 from __future__ import annotations
 
 from tracers import containers
@@ -16,3 +17,22 @@ def latency_histogram(args, empty: str) -> Histogram:
         return Histogram("dist", unit, empty=empty)
     return Histogram("dist_pid", unit, by=(label(id_name, id_name, 0, "pid", NUMBER),),
                      slot_field="slot", empty=empty)
+
+
+def add_arguments(parser, threads: bool) -> None:
+    parser.add_argument("-m", "--milliseconds", action="store_true", help="histogram in msecs")
+    per = parser.add_mutually_exclusive_group()
+    per.add_argument("-P", "--pids", action="store_true", help="one histogram per process (TGID)")
+    if threads:
+        per.add_argument("-L", "--tids", action="store_true", help="one histogram per thread (TID)")
+    per.add_argument("--per-container", action="store_true",
+                     help="one histogram per container (host tasks: one '-' histogram)")
+
+
+def defines(args) -> dict[str, int]:
+    out = {"UNIT_NS": 1_000_000 if args.milliseconds else 1000}
+    for wanted, name in ((args.pids, "PER_PROCESS"), (getattr(args, "tids", False), "PER_THREAD"),
+                         (args.per_container, "PER_CGROUP")):
+        if wanted:
+            out[name] = 1
+    return out

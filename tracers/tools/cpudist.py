@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from tracers import runner
-from tracers.tools._hist import latency_histogram
+from tracers.tools import _hist
 from tracers.tools._sched import SCHED_SWITCH_ALTERNATIVES
 from tracers.spec import Metric, Tracer, TracerSpec
 
@@ -31,25 +31,14 @@ class Cpudist(Tracer):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("-O", "--offcpu", action="store_true", help="off-CPU time instead of on-CPU")
-        parser.add_argument("-m", "--milliseconds", action="store_true", help="histogram in msecs")
-        per = parser.add_mutually_exclusive_group()
-        per.add_argument("-P", "--pids", action="store_true", help="one histogram per process (TGID)")
-        per.add_argument("--per-container", action="store_true",
-                         help="one histogram per container (host tasks: one '-' histogram)")
+        _hist.add_arguments(parser, threads=False)
 
     def defines(self, args) -> dict[str, int]:
-        out = {"UNIT_NS": 1_000_000 if args.milliseconds else 1000}
-        if args.offcpu:
-            out["OFFCPU"] = 1
-        if args.pids:
-            out["PER_PROCESS"] = 1
-        if args.per_container:
-            out["PER_CGROUP"] = 1
-        return out
+        return {**_hist.defines(args), **({"OFFCPU": 1} if args.offcpu else {})}
 
     def run(self, session, args) -> int:
         what = "off-CPU time" if args.offcpu else "on-CPU time"
-        return runner.summary_loop(session, args, what, (latency_histogram(args, f"(no {what} seen)"),))
+        return runner.summary_loop(session, args, what, (_hist.latency_histogram(args, f"(no {what} seen)"),))
 
 
 TRACER = Cpudist

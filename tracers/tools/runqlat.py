@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from tracers import runner
-from tracers.tools._hist import latency_histogram
+from tracers.tools import _hist
 from tracers.spec import Alternative, Hook, Metric, Tracer, TracerSpec
 
 RAW_TASK_FIELDS = {"OFF_TASK_PID": ("task_struct", "pid"),
@@ -48,26 +48,14 @@ class Runqlat(Tracer):
     interval = True
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("-m", "--milliseconds", action="store_true", help="histogram in msecs")
-        who = parser.add_mutually_exclusive_group()
-        who.add_argument("-P", "--pids", action="store_true", help="one histogram per process (TGID)")
-        who.add_argument("-L", "--tids", action="store_true", help="one histogram per thread (TID)")
-        who.add_argument("--per-container", action="store_true",
-                         help="one histogram per container (host tasks: one '-' histogram)")
+        _hist.add_arguments(parser, threads=True)
 
     def defines(self, args) -> dict[str, int]:
-        out = {"UNIT_NS": 1_000_000 if args.milliseconds else 1000}
-        if args.pids:
-            out["PER_PROCESS"] = 1
-        if args.tids:
-            out["PER_THREAD"] = 1
-        if args.per_container:
-            out["PER_CGROUP"] = 1
-        return out
+        return _hist.defines(args)
 
     def run(self, session, args) -> int:
         what = "run queue latency"
-        return runner.summary_loop(session, args, what, (latency_histogram(args, "(no run queue waits seen)"),))
+        return runner.summary_loop(session, args, what, (_hist.latency_histogram(args, "(no run queue waits seen)"),))
 
 
 TRACER = Runqlat
