@@ -1,7 +1,6 @@
 """Reading whole BPF maps: one batched syscall where the kernel allows."""
 from __future__ import annotations
 
-
 def read_items(table, use_batch: bool = True) -> tuple[list, bool]:
     """(all (key, value) pairs, whether the batch read worked).
 

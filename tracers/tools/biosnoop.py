@@ -22,10 +22,6 @@ SPEC = TracerSpec(
 )
 
 
-
-
-
-
 def to_record(event, boot_offset: float) -> dict:
     return {
         "time": round(event.ts / 1e9 + boot_offset, 6),

@@ -1,7 +1,6 @@
 """cpudist: how long tasks run on a CPU per stint (or, with -O, stay off it)."""
 from __future__ import annotations
 
-
 from tracers import runner
 from tracers.tools import _hist
 from tracers.tools._sched import SCHED_SWITCH_ALTERNATIVES

@@ -51,9 +51,6 @@ SPEC = TracerSpec(
 )
 
 
-
-
-
 def to_record(event, boot_offset: float) -> dict:
     """Text fields escaped (decoders.escaped: every byte recoverable); every
     cut marked: filename_truncated, argv_truncated (indexes of entries cut to

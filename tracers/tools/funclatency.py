@@ -7,7 +7,6 @@ the runtime loads the generic entry/return programs under the target's name
 """
 from __future__ import annotations
 
-
 from tracers import runner
 from tracers.mapdata import number
 from tracers.tools._funcs import KERNEL_NAME, USER_NAME
@@ -59,9 +58,6 @@ def parse_function(text: str) -> tuple[str, str]:
     if not library or not USER_NAME.fullmatch(name):
         raise ValueError(f"bad user function {text!r} (want LIBRARY:FUNCTION)")
     return "user", text
-
-
-
 
 
 def unit_of(args) -> str:

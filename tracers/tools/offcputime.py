@@ -1,7 +1,6 @@
 """offcputime: where tasks block, as off-CPU time per user+kernel stack."""
 from __future__ import annotations
 
-
 from tracers import options, runner
 from tracers.tools._stacks import (add_stack_arguments, open_svg, report, stack_defines, stack_rows,
                                    thread_defines, with_task_flags)

@@ -91,9 +91,6 @@ def prefix_defines(prefix: str) -> dict[str, int]:
     return out
 
 
-
-
-
 def to_record(event, boot_offset: float) -> dict:
     return {
         "time": round(event.ts / 1e9 + boot_offset, 6),

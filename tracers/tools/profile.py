@@ -36,7 +36,6 @@ SPEC = TracerSpec(
 )
 
 
-
 def has_cpu_pmu(pmus: Path = PMU_DIR) -> bool:
     return any((pmus / d).is_dir() for d in ("cpu", "cpu_core", "cpu_atom"))
 

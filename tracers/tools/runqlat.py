@@ -1,7 +1,6 @@
 """runqlat: run-queue latency, how long runnable tasks wait for a CPU."""
 from __future__ import annotations
 
-
 from tracers import runner
 from tracers.tools import _hist
 from tracers.spec import Alternative, Hook, Metric, Tracer, TracerSpec

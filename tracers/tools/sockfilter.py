@@ -55,10 +55,6 @@ def proto(text: str) -> int:
     return value
 
 
-
-
-
-
 def read_totals(session) -> dict:
     totals = {}
     for k, v in session.bpf["matches"].items():

@@ -1,7 +1,6 @@
 """tcpaccept: passive TCP opens (connections accepted by listeners)."""
 from __future__ import annotations
 
-
 from tracers import decoders, runner
 from tracers.tools import _tcp
 from tracers.mapdata import NUMBER
@@ -35,9 +34,6 @@ SPEC = TracerSpec(
         "bpfwatch tcpaccept --json            # JSON lines",
     ),
 )
-
-
-
 
 
 def to_record(event, boot_offset: float) -> dict:

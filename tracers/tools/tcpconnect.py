@@ -1,7 +1,6 @@
 """tcpconnect: active TCP opens (connect()), with result and latency."""
 from __future__ import annotations
 
-
 from tracers import decoders, runner
 from tracers.tools import _tcp
 from tracers.mapdata import NUMBER
@@ -32,9 +31,6 @@ SPEC = TracerSpec(
         "bpfwatch tcpconnect -p 1234 --json   # by process 1234, as JSON lines",
     ),
 )
-
-
-
 
 
 def result(event) -> str:

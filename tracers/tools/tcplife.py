@@ -1,7 +1,6 @@
 """tcplife: one record per TCP connection when it closes, with exact bytes."""
 from __future__ import annotations
 
-
 from tracers import decoders, runner
 from tracers.tools import _tcp
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec
@@ -49,9 +48,6 @@ SPEC = TracerSpec(
         "bpfwatch tcplife -p 1234 --us         # owned by process 1234, duration in us",
     ),
 )
-
-
-
 
 
 def to_record(event, boot_offset: float) -> dict:

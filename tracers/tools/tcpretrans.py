@@ -55,9 +55,6 @@ SPEC = TracerSpec(
 )
 
 
-
-
-
 def retransmit_err_field() -> int:
     """1 when tcp:tcp_retransmit_skb has an `err` field (it then fires for
     failed attempts too), else 0 (C: TP_RETRANSMIT_ERR)."""

@@ -57,10 +57,6 @@ SPEC = TracerSpec(
 )
 
 
-
-
-
-
 def classid(text: str) -> int:
     """tc notation MAJOR:MINOR, both hexadecimal: "1:10" -> 0x10010."""
     major, sep, minor = text.partition(":")
@@ -81,7 +77,6 @@ def priority_rule(text: str) -> tuple[int, int, str]:
     return port(left), classid(right), text
 
 
-
 def rule_defines(blocks, ports, priorities) -> dict[str, int]:
     for what, items, limit in (("--block", blocks, MAX_CIDRS), ("--block-port", ports, MAX_PORTS),
                                ("--priority", priorities, MAX_PRIORITIES)):
@@ -100,13 +95,6 @@ def rule_defines(blocks, ports, priorities) -> dict[str, int]:
         out[f"PRIO_PORT_{i}"] = value
         out[f"PRIO_CLASS_{i}"] = cls
     return {k: v for k, v in out.items() if v or k not in ("BLOCK_CIDRS", "BLOCK_PORTS", "PRIO_RULES")}
-
-
-
-
-
-
-
 
 
 # -- reading -------------------------------------------------------------------
