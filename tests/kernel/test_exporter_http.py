@@ -130,18 +130,13 @@ def test_client_failures_are_one_rate_limited_line_without_tracebacks(exporter, 
     assert len(shown) + suppressed <= 200  # at most one line per failing client
 
 
-def test_unknown_users_take_as_long_as_wrong_passwords(exporter, tmp_path):
-    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(10)).decode()  # ~50 ms a check
+def test_unknown_users_and_wrong_passwords_are_refused_alike(exporter, tmp_path):
+    # that both cost one bcrypt check: tests/unit/test_webconfig.py
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(10)).decode()
     web = write(tmp_path / "web.yml", f"basic_auth_users:\n  prom: '{hashed}'\n")
     proc, url = exporter("--web-config", web)
-
-    def total(user: str) -> float:
+    for user in ("nobody", "prom"):
         auth = "Basic " + base64.b64encode(f"{user}:wrong".encode()).decode()
-        results = [timed_scrape(url, headers={"Authorization": auth}) for _ in range(6)]
-        assert {status for status, _ in results} == {401}
-        return sum(seconds for _, seconds in results)
-    total("nobody")  # warm up
-    known, unknown = total("prom"), total("nobody")
-    assert unknown >= known / 4, (known, unknown)
+        assert {timed_scrape(url, headers={"Authorization": auth})[0] for _ in range(3)} == {401}
     right = "Basic " + base64.b64encode(b"prom:right").decode()
     assert timed_scrape(url, headers={"Authorization": right})[0] == 200
