@@ -130,7 +130,9 @@ def test_program_goes_with_the_socket(tracer, netns_pair, tmp_path, ending):
     (["--proto", "tcpx"], "not a protocol"),
     (["-i", "no-such-if0"], "no interface"),
     (["--port", "1", "--port", "2", "--port", "3", "--port", "4", "--port", "5"], "at most 4"),
-    (["-w", "/nonexistent-dir/x.pcap", "-d", "0.1"], "cannot write /nonexistent-dir/x.pcap"),
+    (["-w", "/nonexistent-dir/x.pcap", "-d", "0.1"], "-w '/nonexistent-dir/x.pcap': No such file"),
+    (["-w", "/proc/self/exe", "-d", "0.1"], "is a symbolic link: not following it"),
+    (["-w", "/tmp", "-d", "0.1"], "is a directory"),
 ])
 def test_bad_input_gets_one_line(args, words):
     proc = subprocess.run([sys.executable, "-m", "tracers", "sockfilter", *args], cwd=ROOT,

@@ -9,6 +9,7 @@ import time
 
 from tracers import decoders, runner
 from tracers.output import pcap
+from tracers.output.files import open_output
 from tracers.runtime.kconst import ETH_HLEN
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 from tracers.tools._net import address_words, cidr, interface, link_layer_len, port
@@ -128,7 +129,14 @@ class Sockfilter(Tracer):
                             help="write matching packets to a pcap file; - is standard output "
                                  "(the summary then goes to standard error), as with tcpdump")
 
+    def __init__(self):
+        self.socket = None  # the packet socket, once attached
+        self.pcap_file = None
+
     def defines(self, args) -> dict[str, int]:
+        # -w opened before tracing: a bad path is one line, a symlink is refused
+        if args.write and args.write != "-" and self.pcap_file is None:
+            self.pcap_file = open_output("-w", args.write)
         if len(args.port) > MAX_PORTS or len(args.host) > MAX_HOSTS:
             raise UsageError(f"at most {MAX_PORTS} --port and {MAX_HOSTS} --host")
         out = {"FILTER_PORTS": len(args.port), "FILTER_HOSTS": len(args.host)}
@@ -152,23 +160,19 @@ class Sockfilter(Tracer):
     def attachers(self, args) -> dict:
         def attach(session, hook) -> None:
             from tracers.runtime.netattach import packet_socket
-            args.socket = packet_socket(session, hook.fn, args.interface)
+            self.socket = packet_socket(session, hook.fn, args.interface)
         return {"socket_filter": attach}
 
     def run(self, session, args) -> int:
-        sock = args.socket
+        sock = self.socket
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         to_stdout = args.write == "-"  # tcpdump's convention: `-w - | tcpdump -r -`
         report = sys.stderr if to_stdout else sys.stdout  # stdout carries the pcap then
-        try:
-            if to_stdout:  # unbuffered: a reader on the pipe gets each packet as it comes
-                out = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)
-            else:
-                out = open(args.write, "wb") if args.write else None
-        except OSError as exc:
-            from tracers.runtime import BpfwatchError
-            raise BpfwatchError(f"cannot write {args.write}: {exc.strerror}") from None
+        if to_stdout:  # unbuffered: a reader on the pipe gets each packet as it comes
+            out = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)
+        else:
+            out = self.pcap_file
         session.on_close(lambda: out and out.close())
         linktype = pcap.LINKTYPE_RAW if args.interface and session.defines.get("L2_LEN") == 0 \
             else pcap.LINKTYPE_ETHERNET
