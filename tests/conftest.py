@@ -1,6 +1,7 @@
 """Shared test machinery: root gating, tracer processes, leak snapshots."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,9 @@ def pytest_collection_modifyitems(config, items):
         if ("kernel" in item.keywords or "vm" in item.keywords) and not IS_ROOT:
             item.add_marker(skip)
     proxy_on_host([i for i in items if IS_ROOT])
+    # README fields are checked against the output of every other kernel test
+    last = [i for i in items if i.module.__name__.endswith("test_readme_fields")]
+    items[:] = [i for i in items if i not in last] + last
 
 
 class TracerProcess:
@@ -84,6 +88,30 @@ class TracerProcess:
             self.proc.kill()
             self.proc.wait()
         os.unlink(self._err.name)
+        if "--json" in self.args:  # what real output carried, for test_readme_fields
+            names = SEEN_FIELDS.setdefault(self.args[0], set())
+            for line in self.stdout.splitlines():
+                if line.startswith("{"):
+                    with contextlib.suppress(ValueError):
+                        names |= json_keys(json.loads(line))
+
+
+SEEN_FIELDS: dict[str, set[str]] = {}  # tracer -> every JSON key its runs printed
+
+
+def pytest_sessionfinish(session):
+    # BPFWATCH_SEEN_FIELDS=FILE keeps them, to fix README sections without a rerun
+    if os.environ.get("BPFWATCH_SEEN_FIELDS"):
+        Path(os.environ["BPFWATCH_SEEN_FIELDS"]).write_text(
+            json.dumps({k: sorted(v) for k, v in SEEN_FIELDS.items()}, indent=1))
+
+
+def json_keys(value) -> set[str]:
+    if isinstance(value, dict):
+        return set(value).union(*(json_keys(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(json_keys(v) for v in value))
+    return set()
 
 
 @pytest.fixture
