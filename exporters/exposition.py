@@ -106,12 +106,17 @@ def render(registry, encoder) -> bytes:
     return b"".join(out)
 
 
-def bake(registry, accept: str | None, accept_encoding: str | None, params: dict):
-    """(headers, body) of /metrics, as prometheus_client.exposition._bake_output."""
+def bake(registry, accept: str | None, accept_encoding: str | None, params: dict, shared=None):
+    """(headers, body) of /metrics, as prometheus_client.exposition._bake_output.
+    shared: a SharedScrapes, so that concurrent scrapes share collections."""
     encoder, content_type = exposition.choose_encoder(accept)
-    if "name[]" in params:
-        registry = registry.restricted_registry(params["name[]"])
-    body = render(registry, encoder)
+    names = tuple(params.get("name[]", ()))
+    if names:
+        registry = registry.restricted_registry(names)
+    if shared is None:
+        body = render(registry, encoder)
+    else:
+        body = shared.get((content_type, names), lambda: render(registry, encoder))
     headers = [("Content-Type", content_type)]
     if exposition.gzip_accepted(accept_encoding):
         body = gzip.compress(body)

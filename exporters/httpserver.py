@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client.exposition import MetricsHandler
 
-from exporters import exposition, webconfig
+from exporters import exposition, shared_scrape, webconfig
 from tracers.runtime.errors import BpfwatchError
 
 DEFAULT_MAX_CONNECTIONS = 64
@@ -107,6 +107,7 @@ class Server(ThreadingHTTPServer):
         self._connections: dict[socket.socket, _Connection] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self.shared_scrapes = shared_scrape.SharedScrapes()
         super().__init__(address, handler)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
@@ -220,7 +221,8 @@ class Handler(MetricsHandler):
         path = urlparse(self.path).path
         if path == "/metrics":  # as MetricsHandler, with map families from cached label strings
             headers, body = exposition.bake(self.registry, self.headers.get("Accept"),
-                                            self.headers.get("Accept-Encoding"), parse_qs(urlparse(self.path).query))
+                                            self.headers.get("Accept-Encoding"), parse_qs(urlparse(self.path).query),
+                                            shared=self.server.shared_scrapes)
             self.send_response(200)
             for header in headers:
                 self.send_header(*header)

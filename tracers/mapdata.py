@@ -14,9 +14,11 @@ NUMBER = "number"
 
 def number(value, field: str = "") -> int:
     """An int from a map value: a scalar, a struct field, or per-CPU copies summed."""
-    if isinstance(value, (list, tuple)) or (isinstance(value, ctypes.Array)
-                                            and not isinstance(value, (bytes, str))):
-        return sum(number(v, field) for v in value)
+    if isinstance(value, (list, tuple, ctypes.Array)):  # per-CPU copies
+        parts = [getattr(v, field) for v in value] if field else value
+        if all(type(p) is int for p in parts):
+            return sum(parts)
+        return sum(number(p) for p in parts)
     if field:
         value = getattr(value, field)
     return value if isinstance(value, int) else int(value.value)
