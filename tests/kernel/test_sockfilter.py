@@ -133,6 +133,8 @@ def test_program_goes_with_the_socket(tracer, netns_pair, tmp_path, ending):
     (["-w", "/nonexistent-dir/x.pcap", "-d", "0.1"], "-w '/nonexistent-dir/x.pcap': No such file"),
     (["-w", "/proc/self/exe", "-d", "0.1"], "is a symbolic link: not following it"),
     (["-w", "/tmp", "-d", "0.1"], "is a directory"),
+    (["-w", "", "-d", "0.1"], "-w: the file name is empty"),
+    (["-i", "lo", "-w", "/proc/version", "-d", "0.1"], "cannot write /proc/version: Input/output error"),
 ])
 def test_bad_input_gets_one_line(args, words):
     proc = subprocess.run([sys.executable, "-m", "tracers", "sockfilter", *args], cwd=ROOT,

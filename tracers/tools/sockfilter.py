@@ -10,6 +10,7 @@ import time
 from tracers import decoders, runner
 from tracers.output import pcap
 from tracers.output.files import open_output
+from tracers.runtime.errors import BpfwatchError
 from tracers.runtime.kconst import ETH_HLEN
 from tracers.spec import Alternative, Hook, Label, Metric, Tracer, TracerSpec, UsageError
 from tracers.tools._net import address_words, cidr, interface, link_layer_len, port
@@ -135,7 +136,7 @@ class Sockfilter(Tracer):
 
     def defines(self, args) -> dict[str, int]:
         # -w opened before tracing: a bad path is one line, a symlink is refused
-        if args.write and args.write != "-" and self.pcap_file is None:
+        if args.write is not None and args.write != "-" and self.pcap_file is None:
             self.pcap_file = open_output("-w", args.write)
         if len(args.port) > MAX_PORTS or len(args.host) > MAX_HOSTS:
             raise UsageError(f"at most {MAX_PORTS} --port and {MAX_HOSTS} --host")
@@ -150,7 +151,7 @@ class Sockfilter(Tracer):
                 out[f"HOST_{i}_MASK{j}"] = word
         if args.proto is not None:
             out["FILTER_PROTO"] = args.proto
-        if not args.write:
+        if args.write is None:
             out["COUNT_ONLY"] = 1
         out["LOOPBACK_IFINDEX"] = socket.if_nametoindex("lo")  # in this network namespace
         # every interface (no -i): packet sockets see Ethernet-like frames
@@ -177,6 +178,7 @@ class Sockfilter(Tracer):
         linktype = pcap.LINKTYPE_RAW if args.interface and session.defines.get("L2_LEN") == 0 \
             else pcap.LINKTYPE_ETHERNET
         writer = pcap.PcapWriter(out, linktype) if out else None
+        self._flush(out, args.write)  # the header: a file that takes no writes fails here, once
         before: dict = {}
         drops = 0
         started = time.time()
@@ -191,8 +193,7 @@ class Sockfilter(Tracer):
                     for k, (p, b) in sorted(now.items()) if p > before.get(k, (0, 0))[0]]
             before, began, started = now, started, time.time()
             drops += socket_drops(sock)
-            if out:
-                out.flush()
+            self._flush(out, args.write)
             matched = [{"family": f, "proto": pr, "packets": p, "bytes": b} for (f, pr), p, b in rows]
             if args.json:
                 runner.emit({"time": round(started, 3), "interval_s": round(started - began, 3),
@@ -212,10 +213,21 @@ class Sockfilter(Tracer):
             print("\n".join(lines) + "\n", file=report, flush=True)
 
         if writer:
-            capture(args, sock, writer, tick)
+            try:
+                capture(args, sock, writer, tick)
+            except OSError as exc:  # a disk that fills, a file that refuses writes
+                raise BpfwatchError(f"cannot write {into}: {exc.strerror}") from None
         else:
             runner.interval_loop(args, tick)
         return 0
+
+    @staticmethod
+    def _flush(out, name: str) -> None:
+        try:
+            if out:
+                out.flush()
+        except OSError as exc:
+            raise BpfwatchError(f"cannot write {name}: {exc.strerror}") from None
 
 
 TRACER = Sockfilter
