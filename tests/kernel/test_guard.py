@@ -60,6 +60,18 @@ def rules_file(directory: Path, text: str) -> str:
     return str(path)
 
 
+def exec_rule(directory: Path, name: str, program: Path, severity: str, action: str) -> str:
+    """A rules file of one exec rule for one program."""
+    return rules_file(directory, f"""
+        [[rules]]
+        name = "{name}"
+        kind = "exec"
+        severity = "{severity}"
+        action = "{action}"
+        path = ["{program}"]
+        """)
+
+
 def alerts(run) -> list[dict]:
     return [line for line in run.json_lines() if "rule" in line]
 
@@ -79,14 +91,7 @@ def test_forbidden_execs_are_killed_before_their_first_instruction(tracer, short
     similar = [short_dir / "forbidden2", short_dir / "forbidde", short_dir / "sub" / "forbidden"]
     for path in similar:
         shutil.copy(program, path)
-    rules = rules_file(short_dir, f"""
-        [[rules]]
-        name = "no_forbidden"
-        kind = "exec"
-        severity = "critical"
-        action = "kill"
-        path = ["{program}"]
-        """)
+    rules = exec_rule(short_dir, "no_forbidden", program, "critical", "kill")
     run = tracer(["guard", "--rules", rules, "--json"])
     n, markers = 7, [short_dir / f"killed{i}" for i in range(7)]
     codes = [subprocess.run([program, m], timeout=30).returncode for m in markers]
@@ -113,14 +118,7 @@ def test_forbidden_execs_are_killed_before_their_first_instruction(tracer, short
 
 def test_dry_run_turns_kills_into_alerts(tracer, short_dir):
     program = compile_c(short_dir, "forbidden", MARKER_C)
-    rules = rules_file(short_dir, f"""
-        [[rules]]
-        name = "no_forbidden"
-        kind = "exec"
-        severity = "high"
-        action = "kill"
-        path = ["{program}"]
-        """)
+    rules = exec_rule(short_dir, "no_forbidden", program, "high", "kill")
     run = tracer(["guard", "--rules", rules, "--json", "--dry-run"])
     codes = [subprocess.run([program, short_dir / f"m{i}"], timeout=30).returncode for i in range(4)]
     run.stop()
@@ -478,14 +476,7 @@ def test_the_exporter_serves_alerts_per_rule_and_severity(short_dir):
 
 def test_the_exporter_runs_a_rules_file_given_by_tracer_args(short_dir):
     program = compile_c(short_dir, "forbidden", MARKER_C)
-    rules = rules_file(short_dir, f"""
-        [[rules]]
-        name = "served_kill"
-        kind = "exec"
-        severity = "high"
-        action = "kill"
-        path = ["{program}"]
-        """)
+    rules = exec_rule(short_dir, "served_kill", program, "high", "kill")
     proc, url = start_exporter("--tracers", "guard", "--tracer-args", f"guard --rules {rules}")
     try:
         codes = [subprocess.run([program, short_dir / f"m{i}"], timeout=30).returncode for i in range(6)]
@@ -514,14 +505,7 @@ def test_bad_tracer_args_get_one_line(extra, words):
 
 def test_output_file_is_appended_and_never_a_symlink(tracer, short_dir):
     program = compile_c(short_dir, "forbidden", MARKER_C)
-    rules = rules_file(short_dir, f"""
-        [[rules]]
-        name = "seen"
-        kind = "exec"
-        severity = "info"
-        action = "alert"
-        path = ["{program}"]
-        """)
+    rules = exec_rule(short_dir, "seen", program, "info", "alert")
     log = short_dir / "alerts.jsonl"
     log.write_text('{"earlier":1}\n')
     run = tracer(["guard", "--rules", rules, "--json", "--output", str(log)])
@@ -543,14 +527,7 @@ def test_output_file_is_appended_and_never_a_symlink(tracer, short_dir):
 
 def test_text_mode_prints_a_readable_line(tracer, short_dir):
     program = compile_c(short_dir, "forbidden", MARKER_C)
-    rules = rules_file(short_dir, f"""
-        [[rules]]
-        name = "seen"
-        kind = "exec"
-        severity = "high"
-        action = "kill"
-        path = ["{program}"]
-        """)
+    rules = exec_rule(short_dir, "seen", program, "high", "kill")
     run = tracer(["guard", "--rules", rules])
     subprocess.run([program, short_dir / "m"], timeout=30)
     assert run.stop() == 0, run.stderr
