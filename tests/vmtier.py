@@ -1,10 +1,8 @@
 """The `vm` tier: tests that need a stock kernel (kprobes, fentry).
 
-On the host, Debian's kernel boots under qemu once, in the background as
-the run starts, and runs every selected `vm` test inside it (same tree,
-same venv) while the host tiers run; each host `vm` test then waits for and
-reports its guest result (the two tiers overlap: the suite takes the longer
-of them instead of their sum). Inside the guest (BPFWATCH_IN_VM=1)
+On the host, the first `vm` test boots Debian's kernel under qemu once and
+runs every selected `vm` test inside it (same tree, same venv); each host
+test then reports its guest result. Inside the guest (BPFWATCH_IN_VM=1)
 the tests run normally and their outcomes are written to a shared file.
 """
 from __future__ import annotations
@@ -13,7 +11,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -24,11 +21,12 @@ VM_TIMEOUT = float(os.environ.get("BPFWATCH_VM_TIMEOUT", "1800"))
 _state: dict = {}
 
 
-def _run_batch(nodeids: list[str]) -> dict:
-    """Boot once, run these vm tests inside, return {nodeid: report}."""
+def _run_batch(session) -> dict:
+    """Boot once, run all selected vm tests inside, return {nodeid: report}."""
     sys.path.insert(0, str(Path(__file__).parent / "vm"))
     import vmrun
 
+    nodeids = [i.nodeid for i in session.items if "vm" in i.keywords]
     share = tempfile.mkdtemp(prefix="bpfwatch-vm-")
     results = os.path.join(share, "results.json")
     args = " ".join(f"'{n}'" for n in nodeids)
@@ -59,32 +57,10 @@ def proxy_on_host(items) -> None:
             item.runtest = _guest_outcome(item)
 
 
-def start_batch(session) -> None:
-    """The guest run, in a thread, as the test loop starts (not when only
-    collecting). qemu dies with this process (pdeathsig) if the run ends early."""
-    if IN_VM or session.config.option.collectonly or "thread" in _state:
-        return
-    nodeids = [i.nodeid for i in session.items if "vm" in i.keywords]
-    if not nodeids or os.geteuid() != 0:
-        return
-
-    def run():
-        try:
-            _state["batch"] = _run_batch(nodeids)
-        except BaseException as exc:  # reported by each vm test, not lost in the thread
-            _state["batch"] = {"__error__": f"the VM run failed: {exc!r}"}
-    _state["thread"] = threading.Thread(target=run, name="vm-tier", daemon=True)
-    _state["thread"].start()
-
-
-def pytest_runtestloop(session):
-    start_batch(session)  # returns None: pytest's own loop runs the tests
-
-
 def _guest_outcome(item):
     def runtest():
-        start_batch(item.session)  # a run whose loop hook did not start it
-        _state["thread"].join()
+        if "batch" not in _state:
+            _state["batch"] = _run_batch(item.session)
         batch = _state["batch"]
         if "__error__" in batch:
             pytest.fail(batch["__error__"], pytrace=False)
