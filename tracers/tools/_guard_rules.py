@@ -278,6 +278,7 @@ def resolve_cgroups(rules: list[Rule], path: str, resolver=None) -> None:
     start: the kernel matches the cgroup and everything below it (level is
     its depth: the ancestor of the current task's cgroup to compare)."""
     from tracers import containers
+    root = None
     for i, rule in enumerate(rules):
         for key, text in rule.cgroup_names:
             try:
@@ -285,9 +286,10 @@ def resolve_cgroups(rules: list[Rule], path: str, resolver=None) -> None:
                     resolver = resolver or containers.Resolver()
                     text = resolver.find(text).cgroup
                 full, cgroup_id = containers.cgroup_dir(text)
+                root = root or containers.require_mount()
             except containers.CgroupError as exc:
                 raise RulesError(f"rules {path}: rules[{i}] {rule.name!r}.{key}: {exc}") from None
-            below_root = os.path.relpath(full, containers.require_mount())
+            below_root = os.path.relpath(full, root)
             level = 0 if below_root == "." else len(below_root.split(os.sep))
             if level == 0:
                 raise RulesError(f"rules {path}: rules[{i}] {rule.name!r}.{key}: {text!r} is the "
