@@ -75,6 +75,20 @@ except OSError:
 """
 
 
+def provoke_failed_retransmits(p, port: int, timeout: float = 60) -> None:
+    """One connection from a to b with 5 retransmit attempts, 2 of them
+    failed (the client checks the kernel's own counters say so)."""
+    server = subprocess.Popen(p.exec(p.b, sys.executable, "-c", ECHO_ONE, p.ip_b, str(port)),
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "listening"
+    client = subprocess.run(p.exec(p.a, sys.executable, "-c", RETRANS_FAIL_CLIENT, p.ip_b, str(port),
+                                   p.if_a), capture_output=True, text=True, timeout=timeout)
+    assert client.returncode == 0, client.stderr
+    assert client.stdout.split() == ["5", "2"]  # RetransSegs, TCPRetransFail
+    server.kill()
+    server.wait()
+
+
 def test_failed_retransmit_attempts_are_not_retransmits(tracer, netns_pair):
     # 3 retransmits sent and 2 failed attempts (RetransSegs 5, TCPRetransFail
     # 2); tcp:tcp_retransmit_skb fires for all 5 on this kernel
@@ -82,15 +96,7 @@ def test_failed_retransmit_attempts_are_not_retransmits(tracer, netns_pair):
     port = random.randrange(30000, 40000)
     events = tracer(["tcpretrans", "--json", "--rport", str(port)])
     flows = tracer(["tcpretrans", "--json", "-c", "--rport", str(port)])
-    server = subprocess.Popen(p.exec(p.b, sys.executable, "-c", ECHO_ONE, p.ip_b, str(port)),
-                              stdout=subprocess.PIPE, text=True)
-    assert server.stdout.readline().strip() == "listening"
-    client = subprocess.run(p.exec(p.a, sys.executable, "-c", RETRANS_FAIL_CLIENT, p.ip_b, str(port),
-                                   p.if_a), capture_output=True, text=True, timeout=60)
-    assert client.returncode == 0, client.stderr
-    assert client.stdout.split() == ["5", "2"]  # the kernel's own counts
-    server.kill()
-    server.wait()
+    provoke_failed_retransmits(p, port)
     for run in (events, flows):
         assert run.stop() == 0, run.stderr
     recs = records(events)

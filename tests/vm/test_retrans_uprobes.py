@@ -14,7 +14,7 @@ from conftest import probe_events
 from vmtools import start_all
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernel"))
-from test_tcp_exact import ECHO_ONE, RETRANS_FAIL_CLIENT  # noqa: E402 (one workload, both tiers)
+from test_tcp_exact import provoke_failed_retransmits  # noqa: E402 (one workload, both tiers)
 
 pytestmark = pytest.mark.vm
 
@@ -29,15 +29,7 @@ def test_tcpretrans_tracepoint_and_kprobe_count_what_was_sent(tracer, netns_pair
     p, port = netns_pair, 36000
     runs = start_all(tracer, [["tcpretrans", "--json", "--rport", str(port), "--hook", hook]
                               for hook in ("tracepoint", "kprobe")])
-    server = subprocess.Popen(p.exec(p.b, sys.executable, "-c", ECHO_ONE, p.ip_b, str(port)),
-                              stdout=subprocess.PIPE, text=True)
-    assert server.stdout.readline().strip() == "listening"
-    client = subprocess.run(p.exec(p.a, sys.executable, "-c", RETRANS_FAIL_CLIENT, p.ip_b, str(port),
-                                   p.if_a), capture_output=True, text=True, timeout=120)
-    assert client.returncode == 0, client.stderr
-    assert client.stdout.split() == ["5", "2"]
-    server.kill()
-    server.wait()
+    provoke_failed_retransmits(p, port, timeout=120)
     for run in runs:
         assert run.stop() == 0, run.stderr
     assert [len(records(run)) for run in runs] == [3, 3]
