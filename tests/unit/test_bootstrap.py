@@ -29,6 +29,23 @@ def test_the_runtime_setup_installs_nothing_of_the_test_stack():
     assert bootstrap.project_spec(test=True).endswith("[test]")  # pytest: the test extra
 
 
+def test_what_apt_installs_for_the_runtime_on_an_empty_machine_has_no_test_stack(tmp_path):
+    # apt's own resolution, from an empty dpkg status: the whole closure of
+    # the runtime packages (headers included), as on a fresh server.
+    (tmp_path / "status").write_text("")
+    wanted = bootstrap.plan(test=False) + [bootstrap.header_package(apt_updated=False)]
+    sim = subprocess.run(["apt-get", "-s", "-o", f"Dir::State::status={tmp_path}/status",
+                          "install", "--no-install-recommends", *wanted],
+                         capture_output=True, text=True, timeout=120)
+    assert sim.returncode == 0, sim.stderr
+    closure = {line.split()[1] for line in sim.stdout.splitlines() if line.startswith("Inst ")}
+    assert set(wanted) <= closure
+    assert not closure & (TEST_STACK | {"python3-pytest", "runc"})
+    assert not [p for p in closure if p.startswith(("linux-image", "qemu", "prometheus"))]
+    # what README says comes along: the kernel's compiler, through the headers
+    assert "linux-compiler-gcc-12-x86" in closure
+
+
 def test_nothing_to_do_is_silent_even_on_fallback_headers(monkeypatch, calls):
     monkeypatch.setattr(bootstrap, "is_installed",
                         lambda p: not p.startswith("linux-headers-6.18"))  # archive lacks exact ones
