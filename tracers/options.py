@@ -106,7 +106,8 @@ def build_parser(tracer: Tracer) -> OneLineParser:
     if spec.events_map:
         parser.add_argument("--containers", action="store_true",
                             help="a CONTAINER column: the short id (JSON always has cgroup_id, container)")
-    parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",
+    parser.add_argument(*(["-d"] if tracer.duration_letter else []), "--duration",
+                        type=positive_float, metavar="SECONDS",
                         help="stop after this many seconds (exit 0)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--ebpf", action="store_true", help="print the C program and exit")

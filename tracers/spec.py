@@ -141,6 +141,7 @@ class Tracer:
     spec: TracerSpec
     interval = False  # summary tracers take [interval [count]]
     process_filters = True  # -p/--comm; False (not offered) where no process is current
+    duration_letter = True  # -d for --duration; False where bcc's namesake gives -d another meaning
 
     def add_positionals(self, parser) -> None:
         """Positionals before [interval [count]] (an interface, a pattern)."""

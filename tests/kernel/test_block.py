@@ -122,7 +122,7 @@ def test_bad_input_gets_one_line(args, words):
 def test_nothing_left_after(tracer, args, ending):
     before = bpf_objects(OUR_PROGS)
     if ending == "duration":
-        run = tracer([*args, "-d", "0.5"])
+        run = tracer([*args, "--duration", "0.5"])  # -d is --disk, as in bcc
         assert run.wait(30) == 0
     else:
         run = tracer(args)

@@ -28,8 +28,8 @@ def bpfwatch(*args):
     (["syscount", "1e300"], "at most"),
     (["syscount", "inf", "1"], "at most"),
     (["tctraffic", "lo", "1e300"], "at most"),
-    (["offcputime", "-d", "1", "--svg", "/tmp"], "is a directory"),
-    (["profile", "-d", "1", "--svg", ""], "file name is empty"),
+    (["offcputime", "--duration", "1", "--svg", "/tmp"], "is a directory"),
+    (["profile", "--duration", "1", "--svg", ""], "file name is empty"),
     (["skbdrop", "--netns", "/etc/passwd"], "not a network namespace"),
 ])
 def test_bad_input_gets_one_line(args, words):

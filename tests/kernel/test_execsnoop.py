@@ -55,7 +55,7 @@ def test_duration_exits_zero_by_itself(tracer):
 
 
 def test_failed_only(tracer, program):
-    run = tracer(["execsnoop", "--json", "-x"])
+    run = tracer(["execsnoop", "--json", "--failed"])
     run_workload(program, 3, failures=5)
     run.stop()
     events = [e for e in run.json_lines() if "summary" not in e]

@@ -28,10 +28,10 @@ def test_spinning_function_is_the_hottest_stack(tracer, tmp_path):
     kid = subprocess.Popen([str(exe)], stdin=subprocess.PIPE)
     before = our_objects()
     try:
-        run = tracer(["profile", "-F", "499", "-p", str(kid.pid), "-d", "1.5", "--svg", str(svg)])
+        run = tracer(["profile", "-F", "499", "-p", str(kid.pid), "--duration", "1.5", "--svg", str(svg)])
         kid.stdin.write(b"g")
         kid.stdin.flush()
-        assert run.wait(60) == 0  # -d: a normal exit, while the child still runs
+        assert run.wait(60) == 0  # --duration: a normal exit, while the child still runs
     finally:
         kid.kill()
         kid.wait()
@@ -54,7 +54,7 @@ def test_spinning_function_is_the_hottest_stack(tracer, tmp_path):
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("ending", ["SIGTERM", "SIGKILL"])  # -d above; SIGINT: test_sched_tracers
+@pytest.mark.parametrize("ending", ["SIGTERM", "SIGKILL"])  # --duration above; SIGINT: test_sched_tracers
 def test_profile_leaves_nothing(tracer, ending):
     before = our_objects()
     run = tracer(["profile", "-F", "99", "-K"])

@@ -194,7 +194,7 @@ def assert_nothing_left(before, timeout=10.0):
         time.sleep(0.2)
 
 
-# SIGINT endings are checked by the tests above; -d by test_profile.
+# SIGINT endings are checked by the tests above; --duration by test_profile.
 @pytest.mark.parametrize("ending, args", [
     ("SIGTERM", ["runqlat", "--hook", "raw_tracepoint"]),
     ("SIGKILL", ["runqlat", "-P"]),

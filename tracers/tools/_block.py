@@ -42,7 +42,7 @@ def alternatives(needs: tuple[str, ...] = ()) -> tuple[Alternative, ...]:
 def add_arguments(parser) -> None:
     parser.add_argument("-Q", "--queued", action="store_true",
                         help="include the time queued in the kernel (from insert)")
-    parser.add_argument("--disk", metavar="NAME", help="only this disk (e.g. sda, loop0)")
+    parser.add_argument("-d", "--disk", metavar="NAME", help="only this disk (e.g. sda, loop0)")
 
 
 def disk_dev(name: str, sysfs: str = "/sys", prog: str = "bpfwatch") -> int:

@@ -22,12 +22,12 @@ SPEC = TracerSpec(
     exporter_defines={"PER_DISK": 1},
     exporter_default=True,
     examples=(
-        "bpfwatch biolatency                  # histogram until Ctrl-C",
-        "bpfwatch biolatency -D 1 10          # per disk, every second, ten times",
-        "bpfwatch biolatency -m -Q            # milliseconds, queue time included",
-        "bpfwatch biolatency -F --disk sda    # per operation flags (rwbs), one disk",
-        "bpfwatch biolatency --json -D -d 5   # JSON after 5 seconds",
-        "bpfwatch biolatency --per-container  # by the container that issued the I/O",
+        "bpfwatch biolatency                         # histogram until Ctrl-C",
+        "bpfwatch biolatency -D 1 10                 # per disk, every second, ten times",
+        "bpfwatch biolatency -m -Q                   # milliseconds, queue time included",
+        "bpfwatch biolatency -F --disk sda           # per operation flags (rwbs), one disk",
+        "bpfwatch biolatency --json -D --duration 5  # JSON after 5 seconds",
+        "bpfwatch biolatency --per-container         # by the container that issued the I/O",
     ),
 )
 
@@ -49,6 +49,7 @@ def histogram(args) -> Histogram:
 class Biolatency(Tracer):
     spec = SPEC
     interval = True
+    duration_letter = False  # -d is --disk, as in bcc
 
     def add_arguments(self, parser) -> None:
         _block.add_arguments(parser)

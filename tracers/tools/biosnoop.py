@@ -14,10 +14,10 @@ SPEC = TracerSpec(
     alternatives=_block.alternatives(needs=("ringbuf",)),
     events_map="events",
     examples=(
-        "bpfwatch biosnoop                    # every block I/O, as it completes",
-        "bpfwatch biosnoop -Q                 # latency includes the kernel queue",
-        "bpfwatch biosnoop --disk sda --json  # one disk, JSON lines",
-        "bpfwatch biosnoop -p 1234 -d 10      # I/O issued by process 1234, 10 s",
+        "bpfwatch biosnoop                         # every block I/O, as it completes",
+        "bpfwatch biosnoop -Q                      # latency includes the kernel queue",
+        "bpfwatch biosnoop --disk sda --json       # one disk, JSON lines",
+        "bpfwatch biosnoop -p 1234 --duration 10   # I/O issued by process 1234, 10 s",
     ),
 )
 
@@ -29,7 +29,7 @@ def to_record(event, boot_offset: float) -> dict:
         "comm": decoders.comm(decoders.raw_field(event, "comm")),
         "cgroup_id": event.cgroup_id,
         "disk": decoders.disk_name(event.dev),
-        "rwbs": decoders.text(decoders.raw_field(event, "rwbs"), limit=8),
+        "rwbs": decoders.text(decoders.raw_field(event, "rwbs"), limit=8),  # kernel's letters: text() is enough
         "sector": event.sector,
         "bytes": event.bytes,
         "latency_ms": round(event.latency_ns / 1e6, 3),
@@ -48,6 +48,7 @@ def format_line(rec: dict, queued: bool) -> str:
 
 class Biosnoop(Tracer):
     spec = SPEC
+    duration_letter = False  # -d is --disk, as in bcc
 
     def add_arguments(self, parser) -> None:
         _block.add_arguments(parser)

@@ -43,7 +43,7 @@ SPEC = TracerSpec(
     exporter_default=True,
     examples=(
         "bpfwatch execsnoop                 # every exec, as it happens",
-        "bpfwatch execsnoop -x              # failed execs only",
+        "bpfwatch execsnoop --failed        # failed execs only",
         "bpfwatch execsnoop --json -d 5     # JSON lines for 5 seconds",
         "bpfwatch execsnoop --comm bash     # execs that become bash",
         "bpfwatch execsnoop -p 1234         # execs by process 1234",
@@ -92,7 +92,8 @@ class Execsnoop(Tracer):
     spec = SPEC
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("-x", "--failed", action="store_true", help="only failed execs")
+        # no -x: bcc's -x adds failed execs to its output; ours always shows them
+        parser.add_argument("--failed", action="store_true", help="only failed execs")
         parser.add_argument("--max-args", type=options.positive_int, default=MAX_ARGS,
                             help=f"argv entries kept per exec (default {MAX_ARGS}, at most 60)")
 

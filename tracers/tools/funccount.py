@@ -179,7 +179,7 @@ def counts_table(targets: list[str], top: int | None) -> Table:
         i = number(index)
         if not 0 <= i < len(targets):
             raise decoders.DecodeError(f"no probe {i}")
-        return decoders.text(targets[i].encode())
+        return decoders.text(targets[i].encode())  # the operator's own probe names
     width = max([40, *(len(t) for t in targets)])
     return Table("counts", "counts", (label("probe", "FUNC", width, "", "probe"), count("count", "COUNT", 10)),
                  top=top, decoders={"probe": probe})
@@ -206,7 +206,8 @@ class Funccount(Tracer):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--max-probes", type=options.positive_int, default=MAX_PROBES,
                             help=f"refuse patterns matching more targets (default {MAX_PROBES})")
-        parser.add_argument("-T", "--top", type=options.positive_int, default=None,
+        # no -T: bcc's funccount -T is --timestamp
+        parser.add_argument("--top", type=options.positive_int, default=None,
                             help="rows shown per interval (default: all)")
 
     def defines(self, args) -> dict[str, int]:

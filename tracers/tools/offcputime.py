@@ -13,17 +13,18 @@ SPEC = TracerSpec(
     c_file="offcputime.bpf.c",
     alternatives=with_task_flags(SCHED_SWITCH_ALTERNATIVES),
     examples=(
-        "bpfwatch offcputime -d 5                  # folded stacks (usecs) after 5 s",
+        "bpfwatch offcputime --duration 5          # folded stacks (usecs) after 5 s",
         "bpfwatch offcputime -p 1234 --svg off.svg # one process, plus a flame graph",
         "bpfwatch offcputime -K -m 1000            # kernel stacks, blocks of 1 ms or more",
-        "bpfwatch offcputime -u -d 5               # user threads only (bcc's -u; -k: kernel threads)",
-        "bpfwatch offcputime --json -d 5           # one JSON object per stack",
+        "bpfwatch offcputime -u --duration 5       # user threads only (bcc's -u; -k: kernel threads)",
+        "bpfwatch offcputime --json --duration 5   # one JSON object per stack",
     ),
 )
 
 
 class Offcputime(Tracer):
     spec = SPEC
+    duration_letter = False  # bcc's -d: delimiter between kernel and user stacks
 
     def add_arguments(self, parser) -> None:
         add_stack_arguments(parser, threads=True)

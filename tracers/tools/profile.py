@@ -27,11 +27,11 @@ SPEC = TracerSpec(
         )),
     ),
     examples=(
-        "bpfwatch profile -d 10                       # all CPUs at 49 Hz for 10 s, folded",
+        "bpfwatch profile --duration 10               # all CPUs at 49 Hz for 10 s, folded",
         "bpfwatch profile -F 999 -p 1234 --svg p.svg  # one process at 999 Hz, plus a flame graph",
-        "bpfwatch profile -C 0 -K -d 5                # CPU 0, kernel stacks only (bcc's -K)",
-        "bpfwatch profile --event cycles -d 5         # sample on CPU cycles (hardware PMU)",
-        "bpfwatch profile --json -d 5                 # one JSON object per stack",
+        "bpfwatch profile -C 0 -K --duration 5        # CPU 0, kernel stacks only (bcc's -K)",
+        "bpfwatch profile --event cycles --duration 5 # sample on CPU cycles (hardware PMU)",
+        "bpfwatch profile --json --duration 5         # one JSON object per stack",
     ),
 )
 
@@ -42,6 +42,7 @@ def has_cpu_pmu(pmus: Path = PMU_DIR) -> bool:
 
 class Profile(Tracer):
     spec = SPEC
+    duration_letter = False  # bcc's -d: delimiter between kernel and user stacks
 
     def add_arguments(self, parser) -> None:
         _stacks.add_stack_arguments(parser, threads=False)  # bcc's profile has no -u/-k

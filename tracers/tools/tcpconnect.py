@@ -26,7 +26,7 @@ SPEC = TracerSpec(
     exporter_defines={"COUNT_ONLY": 1},
     examples=(
         "bpfwatch tcpconnect                  # every connect() as it resolves",
-        "bpfwatch tcpconnect -c -d 30         # count per destination for 30 s",
+        "bpfwatch tcpconnect -c --duration 30 # count per destination for 30 s",
         "bpfwatch tcpconnect --rport 443 -4   # IPv4 connects to port 443",
         "bpfwatch tcpconnect -p 1234 --json   # by process 1234, as JSON lines",
     ),
@@ -69,6 +69,7 @@ COUNTS = _tcp.peer_table("connects", "dests", (
 
 class TcpConnect(Tracer):
     spec = SPEC
+    duration_letter = False  # bcc's -d: the DNS query behind each connect
 
     def add_arguments(self, parser) -> None:
         _tcp.add_filters(parser)
