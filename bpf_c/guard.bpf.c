@@ -73,7 +73,10 @@ struct alert {
     u32 args_len;
     u16 family;
     u16 port;
-    u32 pad;
+    u8 path_truncated;  // path, file: cut to PATH_LEN - 1 bytes
+    u8 file_truncated;
+    u8 args_truncated;  // argv did not fit in args (or was unreadable)
+    u8 pad;
     u8 addr[16];
     char comm[16];
     char parent_comm[16];
@@ -148,6 +151,9 @@ static __always_inline struct alert *begin_alert(void)
     a->port = 0;
     a->path[0] = 0;
     a->file[0] = 0;
+    a->path_truncated = 0;
+    a->file_truncated = 0;
+    a->args_truncated = 0;
     bpf_get_current_comm(a->comm, sizeof(a->comm));
     bpf_probe_read_kernel(&parent, sizeof(parent), task + OFF_TASK_REAL_PARENT);
     bpf_probe_read_kernel(&a->ppid, sizeof(a->ppid), parent + OFF_TASK_TGID);
@@ -319,8 +325,11 @@ static __always_inline void resolved_into(struct alert *a, char *file)
 {
     char *start = 0;
     a->file[0] = 0;
-    if (resolve_file(file, &start) && start)
+    u32 len = resolve_file(file, &start);  // with the NUL
+    if (len && start) {
         bpf_probe_read_kernel_str(a->file, sizeof(a->file), start);
+        a->file_truncated = len > sizeof(a->file);
+    }
 }
 
 // ---- exec and fileless exec: after the new image is in place, before it runs
@@ -362,7 +371,8 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     const char *name = 0;
     bpf_probe_read_kernel(&name, sizeof(name), bprm + OFF_BINPRM_FILENAME);
-    bpf_probe_read_kernel_str(a->path, sizeof(a->path), name);
+    int kept = bpf_probe_read_kernel_str(a->path, sizeof(a->path), name);
+    a->path_truncated = bpfwatch_kernel_str_cut(kept, sizeof(a->path), name);
     char *executed = 0;
     bpf_probe_read_kernel(&executed, sizeof(executed), bprm + OFF_BINPRM_FILE);
     resolved_into(a, executed);
@@ -372,13 +382,15 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
     bpf_probe_read_kernel(&mm, sizeof(mm), task + OFF_TASK_MM);
     bpf_probe_read_kernel(&start, sizeof(start), mm + OFF_MM_ARG_START);
     bpf_probe_read_kernel(&end, sizeof(end), mm + OFF_MM_ARG_END);
-    u64 n = end > start ? end - start : 0;
+    u64 total = end > start ? end - start : 0, n = total;
     if (n > ARGS_LEN - 1)
         n = ARGS_LEN - 1;
     asm volatile("" : "+r"(n));  // keep the mask below: clang would drop it, the verifier needs it
     n &= ARGS_LEN - 1;
     if (n && !bpf_probe_read_user(a->args, n, (void *)start))
         a->args_len = n;
+    // cut when more than the last argument's NUL was left out
+    a->args_truncated = total > a->args_len + 1;
     match(KIND_EXEC, exec_mask & GUARD_MASK_EXEC);
     match(KIND_FILELESS_EXEC, fileless_mask & GUARD_MASK_FILELESS_EXEC);
     return 0;
@@ -411,7 +423,8 @@ static __always_inline int open_matched(struct path_key *key, int len, const cha
     if (!a)
         return 0;
     a->flags = flags;
-    bpf_probe_read_user_str(a->path, sizeof(a->path), path);
+    int kept = bpf_probe_read_user_str(a->path, sizeof(a->path), path);
+    a->path_truncated = bpfwatch_user_str_cut(kept, sizeof(a->path), path);
     if (file)
         resolved_into(a, file);
     match(KIND_OPEN, open_mask & GUARD_MASK_OPEN);

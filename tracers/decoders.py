@@ -254,7 +254,9 @@ _SANITIZE = str.maketrans({c: _REPLACEMENT for c in _UNSAFE})
 
 @_decoder
 def text(value, limit: int = 256) -> str:
-    """Bytes (comm, paths) -> a safe, bounded str.
+    """Bytes -> a safe, bounded str, lossy: for text no traced process
+    controls (kernel symbols, disk names, rwbs, our own rule names).
+    User-space bytes (comm, paths, argv) go through escaped() or comm().
 
     Cut at the first NUL, decode UTF-8 with U+FFFD for bad bytes, replace
     control characters with U+FFFD, and return at most `limit` characters,
@@ -272,12 +274,6 @@ def text(value, limit: int = 256) -> str:
     if len(s) > limit:
         s = s[: limit - 1] + "…"
     return s.translate(_SANITIZE)
-
-
-@_decoder
-def comm(value) -> str:
-    """Task name: text bounded to TASK_COMM_LEN (16)."""
-    return text(value, limit=16)
 
 
 _UNSAFE_SET = frozenset(_UNSAFE)
@@ -312,6 +308,21 @@ def escaped(value) -> str:
     if not raw.translate(None, _PLAIN_ASCII):  # the usual case: no Python call per character
         return raw.decode("ascii")
     return "".join(_escape_char(ch) for ch in raw.decode("utf-8", "surrogateescape"))
+
+
+TASK_COMM_LEN = 16
+
+
+@_decoder
+def comm(value) -> str:
+    """Task name, escaped as escaped() does (every byte comes back). The
+    kernel's comm holds at most TASK_COMM_LEN - 1 bytes before its NUL;
+    longer input (not a kernel comm) keeps that many and ends in "…": the
+    label stays bounded and the cut is marked."""
+    raw = _as_bytes(value).split(b"\0", 1)[0]
+    if len(raw) < TASK_COMM_LEN:
+        return escaped(raw)
+    return escaped(raw[:TASK_COMM_LEN - 1]) + "…"
 
 
 def unescape(text: str) -> bytes:

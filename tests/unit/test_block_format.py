@@ -4,6 +4,7 @@ import ctypes
 
 import pytest
 
+from tracers import decoders
 from tracers.spec import UsageError
 
 from tracers.tools import biolatency
@@ -109,3 +110,11 @@ def test_biosnoop_record_and_line():
                    "bytes": 4096, "latency_ms": 1.235, "queue_ms": 0.005, "error": "EIO"}
     line = biosnoop.format_line(rec, queued=True)
     assert line.endswith("dd               7       259:999   WS             800     4096    0.005    1.235  EIO")
+
+
+def test_biosnoop_comm_is_escaped():
+    # a tab, a byte that is not UTF-8 and a real U+FFFD stay apart and come back
+    e = Event(dev=259 << 20 | 999, comm=b"k\tw\xff\xef\xbf\xbd", rwbs=b"R")
+    rec = biosnoop.to_record(e, 0.0)
+    assert rec["comm"] == "k\\x09w\\xff\ufffd"
+    assert decoders.unescape(rec["comm"]) == b"k\tw\xff\xef\xbf\xbd"

@@ -101,7 +101,10 @@ CASES = [
     ("comm", (b"bash\0\0\0\0\0\0\0\0\0\0\0\0",), "bash"),
     ("comm", (b"systemd-journal\0",), "systemd-journal"),
     ("comm", (ctypes.create_string_buffer(b"nginx", 16),), "nginx"),
-    ("comm", (b"0123456789abcdefXYZ",), "0123456789abcde…"),
+    ("comm", (b"0123456789abcdefXYZ",), "0123456789abcde…"),  # no kernel comm: cut, marked
+    ("comm", (b"a\tb\xff\xef\xbf\xbd\0stale",), "a\\x09b\\xff\ufffd"),  # escaped: all three differ
+    ("comm", (b"back\\slash\x1b[0m\0",), "back\\\\slash\\x1b[0m"),
+    ("comm", (b"0123456789abcd\xc3\xa9",), "0123456789abcd\\xc3…"),  # 16 bytes: é cut in half
     ("escaped", (b"a\tb\xff\\\0after NUL",), "a\\x09b\\xff\\\\"),
     ("escaped", ("caf\u00e9 \ufffd".encode(),), "caf\u00e9 \ufffd"),
     ("drop_reason", (3, {3: "SKB_DROP_REASON_NO_SOCKET"}), "no_socket"),
@@ -134,6 +137,7 @@ BAD = [
     ("text", (123,)),
     ("text", (b"abc", 0)),
     ("comm", (None,)),
+    ("comm", ("already text",)),  # escaped needs the raw bytes
     ("ksym", (-1,)),
     ("disk_name", (1 << 32,)),
     ("eth_proto", (0x10000,)),

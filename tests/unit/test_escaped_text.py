@@ -39,3 +39,10 @@ def test_escaped_takes_ctypes_arrays_and_refuses_text():
     assert decoders.escaped(ctypes.create_string_buffer(b"ba\x1bsh", 16)) == "ba\\x1bsh"
     with pytest.raises(decoders.DecodeError):
         decoders.escaped("already text")
+
+
+@pytest.mark.parametrize("raw", [b"a\tb\xff\xef\xbf\xbd", bytes(range(1, 16)), b"\\x41\xff\xe2\x80\xae"])
+def test_comm_is_escaped_too_and_every_byte_comes_back(raw):
+    # comm labels and the tracers' comm fields: as escaped(), bounded by TASK_COMM_LEN
+    shown = decoders.comm(raw.ljust(decoders.TASK_COMM_LEN, b"\0"))
+    assert shown == decoders.escaped(raw) and decoders.unescape(shown) == raw

@@ -178,7 +178,9 @@ class FakeAlert(ctypes.Structure):  # struct alert in bpf_c/guard.bpf.c
                 ("pid", ctypes.c_uint32), ("ppid", ctypes.c_uint32), ("uid", ctypes.c_uint32),
                 ("action", ctypes.c_int32), ("flags", ctypes.c_uint32), ("target", ctypes.c_uint32),
                 ("args_len", ctypes.c_uint32), ("family", ctypes.c_uint16), ("port", ctypes.c_uint16),
-                ("pad", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16), ("comm", ctypes.c_char * 16),
+                ("path_truncated", ctypes.c_uint8), ("file_truncated", ctypes.c_uint8),
+                ("args_truncated", ctypes.c_uint8), ("pad", ctypes.c_uint8),
+                ("addr", ctypes.c_uint8 * 16), ("comm", ctypes.c_char * 16),
                 ("parent_comm", ctypes.c_char * 16), ("path", ctypes.c_char * 256),
                 ("file", ctypes.c_char * 256), ("args", ctypes.c_char * 256)]
 
@@ -200,10 +202,53 @@ def test_an_exec_alert_as_json_and_as_a_line(tmp_path):
     rec = guard.to_record(e, boot_offset=1000.0)
     assert rec == {"time": 1003.0, "rule": "shell_from_web", "severity": "critical", "kind": "exec",
                    "action": "kill", "pid": 42, "ppid": 7, "uid": 33, "comm": "sh", "parent_comm": "nginx",
-                   "cgroup_id": 1, "path": "/bin/sh", "file": "/usr/bin/dash", "argv": ["sh", "-c", "id"]}
+                   "cgroup_id": 1, "path": "/bin/sh", "path_truncated": False, "file": "/usr/bin/dash",
+                   "file_truncated": False, "argv": ["sh", "-c", "id"], "args_truncated": False}
     line = Guard.format_line(rec)
     assert line.endswith("CRITICAL shell_from_web [kill] exec pid=42 ppid=7 uid=33 comm=sh parent=nginx "
                          "path=/bin/sh file=/usr/bin/dash argv=sh -c id")
+
+
+def put_args(e, raw: bytes) -> None:
+    ctypes.memmove(ctypes.addressof(e) + FakeAlert.args.offset, raw, len(raw))
+    e.args_len = len(raw)
+
+
+def test_alert_text_is_escaped_and_every_cut_marked(tmp_path):
+    # a tab, a byte that is not UTF-8 and a real U+FFFD: three different
+    # strings, and unescape() gives each field's bytes back
+    guard = guard_with(tmp_path, GOOD)
+    e = FakeAlert(index=0, action=1, path_truncated=1, args_truncated=1)
+    e.comm, e.parent_comm = b"a\tb\xff\xef\xbf\xbd", b"ng\\x"
+    e.path, e.file = b"/tmp/x\ty\xff\xef\xbf\xbd", b"/tmp/f\x1b[0m"
+    put_args(e, b"sh\0a\tb\0\xff\0\xef\xbf\xbd\0cut")
+    rec = guard.to_record(e, boot_offset=0.0)
+    assert {k: rec[k] for k in ("comm", "parent_comm", "path", "path_truncated", "file", "file_truncated",
+                                "argv", "args_truncated")} == {
+        "comm": "a\\x09b\\xff\ufffd", "parent_comm": "ng\\\\x",
+        "path": "/tmp/x\\x09y\\xff\ufffd", "path_truncated": True,
+        "file": "/tmp/f\\x1b[0m", "file_truncated": False,
+        "argv": ["sh", "a\\x09b", "\\xff", "\ufffd", "cut"], "args_truncated": True}
+    assert len(set(rec["argv"][1:4])) == 3
+    from tracers.decoders import unescape
+    assert [unescape(rec[k]) for k in ("comm", "parent_comm", "path", "file")] == [
+        e.comm, e.parent_comm, e.path, e.file]
+    assert [unescape(a) for a in rec["argv"]] == [b"sh", b"a\tb", b"\xff", "\ufffd".encode(), b"cut"]
+    line = Guard.format_line(rec)
+    assert "\t" not in line and "\x1b" not in line and "_truncated" not in line
+    assert line.endswith("comm=a\\x09b\\xff\ufffd parent=ng\\\\x path=/tmp/x\\x09y\\xff\ufffd… "
+                         "file=/tmp/f\\x1b[0m argv=sh a\\x09b \\xff \ufffd cut…")
+
+
+def test_an_open_alert_marks_a_cut_path_and_has_no_file_when_unresolved(tmp_path):
+    guard = guard_with(tmp_path, rule(kind='"open"', path='["/etc/shadow"]'))
+    e = FakeAlert(index=rulebook.KINDS["open"][0] * rulebook.RULES_PER_KIND, flags=1, path_truncated=1)
+    e.comm, e.parent_comm, e.path = b"w", b"sh", b"/etc/" + b"d" * 250
+    rec = guard.to_record(e, boot_offset=0.0)
+    assert {k: v for k, v in rec.items() if k not in ("time", "rule", "severity", "pid", "ppid", "uid")} == {
+        "kind": "open", "action": "alert", "comm": "w", "parent_comm": "sh", "cgroup_id": 0,
+        "path": "/etc/" + "d" * 250, "path_truncated": True, "flags": 1, "write": True}
+    assert Guard.format_line(rec).endswith(f"path=/etc/{'d' * 250}… flags=1 write=True")
 
 
 def test_connect_and_failed_kill_records(tmp_path):

@@ -33,6 +33,8 @@ class Symbolizer:
             return [MISSING]
         return [name_of(a) for a in reversed(addrs)]
 
+    # Frame names are symbols, not text a process writes: text() bounds them
+    # (C++ names run long); a stray byte in a name reads U+FFFD.
     def kernel(self, stack_id: int) -> list[str]:
         return self._frames(stack_id, lambda a: decoders.text(self.bpf.ksym(a), limit=160))
 

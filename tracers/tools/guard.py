@@ -106,7 +106,7 @@ SPEC = TracerSpec(
         Alternative("raw_sys_enter", _hooks(Hook("raw_tracepoint", "sys_enter", "on_module_syscall")),
                     define="HOOK_MODULE_RAW", btf_fields=KERNEL_FIELDS, needs=("ringbuf",)),
     ),
-    metrics=(
+    metrics=(  # rule and severity: our own rules' names, so text() is enough
         Metric("guard_alerts_total", "guard rule hits (kills included), by rule and severity.",
                map="alerts", labels=(Label("rule", "rule", "text"), Label("severity", "severity", "text"))),
         Metric("guard_unreadable_total", "Paths or addresses guard could not read (not matched).",
@@ -130,6 +130,7 @@ REFUSING_CONNECT = Alternative(
     define="HOOK_LSM_CONNECT", btf_fields=KERNEL_FIELDS, needs=("ringbuf",))
 
 ACTIONS = {0: "alert", rulebook.ACTIONS["kill"]: "kill", rulebook.ACTION_DRY_RUN: "dry-run"}
+CUT_FLAGS = {"path": "path_truncated", "file": "file_truncated", "argv": "args_truncated"}  # text: "…"
 PTRACE_REQUESTS = {16: "PTRACE_ATTACH", 0x4206: "PTRACE_SEIZE"}
 
 
@@ -192,11 +193,12 @@ def fill_maps(bpf, rules: list[rulebook.Rule], dry_run: bool) -> None:
 
 
 def _argv(event) -> list[str]:
+    """Escaped entries of the kernel's ARGS_LEN - 1 bytes (args_truncated marks a cut)."""
     raw = decoders.raw_field(event, "args")[:event.args_len]
     parts = raw.split(b"\0")
     if parts and parts[-1] == b"":
         parts.pop()
-    return [decoders.text(p, limit=128) for p in parts]
+    return [decoders.escaped(p) for p in parts]
 
 
 def _address(event) -> str:
@@ -205,13 +207,15 @@ def _address(event) -> str:
 
 
 def details(kind: str, event) -> dict:
-    """The matched fields of one alert, by kind."""
-    path = {"path": decoders.text(decoders.raw_field(event, "path"))}
-    file = decoders.text(decoders.raw_field(event, "file"))
+    """The matched fields of one alert, by kind. Text escaped (every byte
+    comes back through decoders.unescape), each cut marked by the kernel."""
+    path = {"path": decoders.escaped(decoders.raw_field(event, "path")),
+            "path_truncated": bool(event.path_truncated)}  # cut to PATH_LEN - 1 bytes
+    file = decoders.escaped(decoders.raw_field(event, "file"))
     if file:  # the file's own path, when the kernel resolved it
-        path["file"] = file
+        path.update(file=file, file_truncated=bool(event.file_truncated))
     if kind in ("exec", "fileless_exec"):
-        return {**path, "argv": _argv(event)}
+        return {**path, "argv": _argv(event), "args_truncated": bool(event.args_truncated)}
     if kind in ("open", "proc_mem_write"):
         return {**path, "flags": event.flags, "write": bool(event.flags & 3 or event.flags & 0o1100)}
     if kind == "connect":
@@ -320,15 +324,17 @@ class Guard(Tracer):
     def format_line(rec: dict) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(rec["time"]))
         fixed = ("time", "rule", "severity", "kind", "action", "pid", "ppid", "uid", "comm",
-                 "parent_comm", "cgroup_id")
+                 "parent_comm", "cgroup_id", *CUT_FLAGS.values())
         extra = " ".join(f"{k}={' '.join(v) if isinstance(v, list) else v}"
+                         f"{'…' if rec.get(CUT_FLAGS.get(k, '')) else ''}"
                          for k, v in rec.items() if k not in fixed and v is not None)
         return (f"{when} {rec['severity'].upper():<8} {rec['rule']} [{rec['action']}] {rec['kind']} "
                 f"pid={rec['pid']} ppid={rec['ppid']} uid={rec['uid']} comm={rec['comm']} "
                 f"parent={rec['parent_comm']} {extra}").rstrip()
 
     def totals(self, session) -> dict[str, int]:
-        return {decoders.text(bytes(k.rule)): int(v.value) for k, v in session.bpf["alerts"].items()}
+        return {decoders.text(bytes(k.rule)): int(v.value)  # our rule names: text() is enough
+                for k, v in session.bpf["alerts"].items()}
 
     def run(self, session, args) -> int:
         kills = sum(r.action == "kill" for r in self.rules)
