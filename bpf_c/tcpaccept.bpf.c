@@ -2,10 +2,10 @@
 // handshake completes (SYN_RECV -> ESTABLISHED: the connection is ready to
 // accept). That runs in softirq, where the current task is arbitrary, so
 // pid/comm are the process that called listen() on the listening socket the
-// connection was queued on (SO_REUSEPORT: one of several on the port), or
-// for a listener older than the trace, on the port (0 and "" if unknown).
-// The kprobe alternative traces inet_csk_accept's return, in the accepting
-// process itself.
+// connection was queued on (SO_REUSEPORT: one of several on the port, named
+// by its sk_data_ready), or for a listener older than the trace or a kernel
+// without sk_data_ready, on the port (0 and "" if unknown). The kprobe
+// alternative traces inet_csk_accept's return, in the accepting process.
 #include <uapi/linux/ptrace.h>
 #include "bpfwatch.h"
 #include "tcpcommon.h"
@@ -52,10 +52,15 @@ static __always_inline int report(const struct tcp_tuple *t, u32 pid, const char
     return 0;
 }
 
+// The by-port alternative is the tracepoint one without sk_data_ready.
 #ifdef HOOK_TRACEPOINT
-#ifndef HAS_SK_DATA_READY  // 1: the kernel has sock:sk_data_ready
-#error "HAS_SK_DATA_READY must be passed by Python (tracers/tools/tcpaccept.py)"
+#define HAS_SK_DATA_READY 1
+#elif defined(HOOK_TRACEPOINT_BY_PORT)
+#define HOOK_TRACEPOINT 1
+#define HAS_SK_DATA_READY 0
 #endif
+
+#ifdef HOOK_TRACEPOINT
 BPF_TABLE("lru_hash", u32, struct listener, listeners, 4096);  // family << 16 | port: last listen()
 BPF_TABLE("lru_hash", u64, struct listener, listener_socks, 4096);  // listening sk -> owner
 

@@ -1,7 +1,8 @@
 """Issue 16 on the stock 6.1 kernel, where it behaves differently:
 tcp:tcp_retransmit_skb has no `err` there and fires only for sent
 retransmits (the kprobe alternative sees failed attempts by the return
-value), and BCC's own uprobes would clash with ours on one function."""
+value), BCC's own uprobes would clash with ours on one function, and
+there is no sock:sk_data_ready to name a SO_REUSEPORT listener."""
 import signal
 import subprocess
 import sys
@@ -11,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import probe_events
-from vmtools import start_all
+from vmtools import READY_TIMEOUT, start_all
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernel"))
-from test_tcp_exact import provoke_failed_retransmits  # noqa: E402 (one workload, both tiers)
+from test_tcp_exact import provoke_failed_retransmits, reuseport_split  # noqa: E402 (one workload, both tiers)
 
 pytestmark = pytest.mark.vm
 
@@ -36,12 +37,19 @@ def test_tcpretrans_tracepoint_and_kprobe_count_what_was_sent(tracer, netns_pair
     assert [run.json_lines()[-1]["summary"]["failed_attempts"] for run in runs] == [None, 2]
 
 
-def test_funclatency_and_funccount_share_one_uprobe_then_leave_nothing(tracer):
+@pytest.mark.parametrize("first", ["funclatency", "funccount"])
+def test_funclatency_and_funccount_share_one_uprobe_then_leave_nothing(tracer, first):
+    # Either order: BCC's own attach (funccount first, once) clashed on the
+    # ref_ctr_offset, and the other order fell back to tracefs.
     events_before = probe_events()
     child = "import os, sys\nsys.stdin.readline()\nfor _ in range(17): os.getppid()\n"
     work = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, text=True)
-    runs = start_all(tracer, [["funclatency", "--json", "-p", str(work.pid), "c:getppid", "1"],
-                              ["funccount", "--json", "-p", str(work.pid), "c:*getppid", "1"]])
+    argv = {"funclatency": ["funclatency", "--json", "-p", str(work.pid), "c:getppid", "1"],
+            "funccount": ["funccount", "--json", "-p", str(work.pid), "c:*getppid", "1"]}
+    order = [first] + [name for name in argv if name != first]
+    started = {name: tracer(argv[name], ready_timeout=READY_TIMEOUT) for name in order}
+    runs = [started["funclatency"], started["funccount"]]
+    assert probe_events() == events_before  # no tracefs fallback while running
     assert "skipped" not in runs[1].stderr, runs[1].stderr
     work.communicate("go\n", timeout=60)
 
@@ -58,3 +66,11 @@ def test_funclatency_and_funccount_share_one_uprobe_then_leave_nothing(tracer):
     for run in runs:
         assert run.stop(signal.SIGKILL) == -9
     assert probe_events() == events_before
+
+
+def test_reuseport_accepts_on_61_go_through_the_kprobe_to_their_listener(tracer, netns_pair):
+    # 6.1 has no sock:sk_data_ready: the planner takes the kretprobe on
+    # inet_csk_accept (in the accepting process), not the by-port fallback.
+    got, stderr = reuseport_split(tracer, netns_pair, ready_timeout=READY_TIMEOUT)
+    assert "via kprobe..." in stderr
+    assert got == [[7, 7], [5, 5]]

@@ -13,17 +13,22 @@ SPEC = TracerSpec(
     c_file="tcpaccept.bpf.c",
     alternatives=(
         # Handshake completion; pid/comm: the process that called listen()
-        # on the listening socket whose wake-up (sk_data_ready) follows.
+        # on the listening socket whose wake-up (sk_data_ready, 6.4+) follows.
         Alternative("tracepoint", (
             Hook("tracepoint", "sock:inet_sock_set_state", "on_set_state"),
-            Hook("tracepoint", "sock:sk_data_ready", "on_data_ready"),  # skipped where absent (6.1)
+            Hook("tracepoint", "sock:sk_data_ready", "on_data_ready"),
         ), define="HOOK_TRACEPOINT", needs=("ringbuf",)),
-        # accept() returning, in the accepting process (as bcc's tcpaccept).
+        # accept() returning, in the accepting process (as bcc's tcpaccept):
+        # right for SO_REUSEPORT too, where the kernel has no sk_data_ready.
         Alternative("kprobe", (
             Hook("kretprobe", "inet_csk_accept", "on_accept_return"),
         ), define="HOOK_KPROBE",
             btf_fields={"OFF_SK_PROTOCOL": ("sock", "sk_protocol"), **_tcp.SOCK_FIELDS},
             needs=("ringbuf",)),
+        # Neither: the owner by port (a SO_REUSEPORT port's last listen()).
+        Alternative("tracepoint_by_port", (
+            Hook("tracepoint", "sock:inet_sock_set_state", "on_set_state"),
+        ), define="HOOK_TRACEPOINT_BY_PORT", needs=("ringbuf",)),
     ),
     events_map="events",
     exporter_defines={"COUNT_ONLY": 1},
@@ -61,10 +66,6 @@ COUNTS = _tcp.peer_table("accepts", "accepts", (
     label("raddr", "RADDR", 26, "", "peer_raddr"), count("accepts", "ACCEPTS", 8)))
 
 
-def has_sk_data_ready() -> int:
-    return int(bool(_tcp.tracepoint_format("sock", "sk_data_ready")))
-
-
 class TcpAccept(Tracer):
     spec = SPEC
 
@@ -74,14 +75,9 @@ class TcpAccept(Tracer):
 
     def defines(self, args) -> dict[str, int]:
         out = _tcp.filter_defines(args, "tcpaccept")
-        out["HAS_SK_DATA_READY"] = has_sk_data_ready()
         if args.count:
             out["COUNT_ONLY"] = 1
         return out
-
-    def skip_hooks(self, args) -> set[str]:
-        # without it, a SO_REUSEPORT port's accepts go to its last listener
-        return set() if has_sk_data_ready() else {"on_data_ready"}
 
     def run(self, session, args) -> int:
         _tcp.seed_listeners(session)  # owners of listeners older than the trace
