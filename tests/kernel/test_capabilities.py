@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, TracerProcess
+from tracers.registry import tracer_classes
 from tracers.runtime.privileges import NEEDS, parse_mask
 
 pytestmark = pytest.mark.kernel
@@ -106,7 +107,8 @@ def test_exporter_check_as_nobody():
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines() if line and not line.startswith((" ", "TRACER"))]
     attached = [r[0] for r in rows if r[-1] == "attached"]
-    assert len(attached) >= 4 and "NOT" not in proc.stdout, proc.stdout
+    defaults = sorted(n for n, t in tracer_classes().items() if t.spec.exporter_default)
+    assert sorted(attached) == defaults and "NOT" not in proc.stdout, proc.stdout
 
 
 def status(pid) -> dict:

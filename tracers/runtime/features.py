@@ -94,7 +94,7 @@ class Probe:
     _cheap_kretprobe = _cheap_kprobe
 
     def _cheap_uprobe(self):
-        ok = (PMU_DIR / "uprobe").exists() or (TRACEFS / "uprobe_events").exists()
+        ok = (PMU_DIR / "uprobe").exists()  # our only uprobe path (never uprobe_events)
         return Feature(ok, "uprobe PMU present" if ok else "no uprobe PMU (CONFIG_UPROBES not set)")
 
     def _cheap_perf_event(self):

@@ -44,10 +44,11 @@ NEEDS: dict[str, frozenset[str]] = {
     "raw_tracepoint": TRACING | TRACEFS_READ,
     "perf_event": TRACING,
     # The uprobe PMU wants CAP_SYS_ADMIN again since 2025 (a CAP_PERFMON
-    # process could place probes in binaries it cannot write); BCC reads
-    # tracefs to attach and detach them.
-    "uprobe": TRACING | TRACEFS_READ | {"sys_admin"},
-    "uretprobe": TRACING | TRACEFS_READ | {"sys_admin"},
+    # process could place probes in binaries it cannot write), and the
+    # kernel takes CAP_SYS_ADMIN for CAP_BPF and CAP_PERFMON too (see
+    # held()). Our uprobes are perf events of the PMU: no tracefs.
+    "uprobe": frozenset({"sys_admin"}),
+    "uretprobe": frozenset({"sys_admin"}),
     # Not measurable on a kernel without kprobes and fentry: the kernel's own
     # checks (perfmon_capable), plus tracefs/debugfs reads for BCC's lookups.
     "kprobe": TRACING | TRACEFS_READ,
@@ -77,6 +78,13 @@ def capabilities(kind: str = "CapEff", pid: int | str = "self") -> frozenset[str
     raise BpfwatchError(f"/proc/{pid}/status has no {kind} line")
 
 
+def held() -> frozenset[str]:
+    """What this process may do with BPF: its effective set, plus what the
+    kernel grants for CAP_SYS_ADMIN too (bpf_capable(), perfmon_capable())."""
+    caps = capabilities()
+    return caps | {"bpf", "perfmon"} if "sys_admin" in caps else caps
+
+
 def needed_for(hook_kinds) -> frozenset[str]:
     out = set(BASE)
     for kind in hook_kinds:
@@ -91,7 +99,7 @@ def cap_list(names) -> str:
 def require(needed, what: str = "") -> None:
     """One line naming every missing capability, or nothing. The callers
     prefix "bpfwatch <command>: "; `what` says for what, if not everything."""
-    missing = set(needed) - capabilities()
+    missing = set(needed) - held()
     if missing:
         raise BpfwatchError(f"{what + ' need' if what else 'needs'} {cap_list(missing)}, "
                             "missing from this process's effective capabilities (root has them; "
@@ -100,8 +108,8 @@ def require(needed, what: str = "") -> None:
 
 def require_for_hooks(hooks, tracer: str) -> None:
     """Before compiling: what these hooks need, named with their kinds."""
-    held = capabilities()
-    kinds = sorted({h.kind for h in hooks if NEEDS.get(h.kind, BASE) - held})
+    have = held()
+    kinds = sorted({h.kind for h in hooks if NEEDS.get(h.kind, BASE) - have})
     if kinds:
         require(needed_for(kinds), f"{tracer}'s {'/'.join(kinds)} hooks")
 

@@ -33,9 +33,9 @@ SOCK_FIELDS = {
 def tracepoint_format(category: str, name: str) -> str:
     """A tracepoint's format file, "" when this kernel lacks it. Read before
     the session (mounting tracefs first): what it says becomes -D defines."""
-    from tracers.runtime import machine
+    from tracers.runtime import machine, privileges
     path = machine.TRACEFS / "events" / category / name / "format"
-    if not path.exists() and os.geteuid() == 0:
+    if not path.exists() and privileges.MOUNT <= privileges.capabilities():
         machine.mount_pseudo_filesystems()
     try:
         return path.read_text()
