@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vmtier import proxy_on_host, pytest_runtest_logreport  # noqa: F401 (a hook)
+from vmtier import proxy_on_host, pytest_runtest_logreport, pytest_terminal_summary  # noqa: F401 (hooks)
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0

@@ -31,7 +31,7 @@ def _run_batch(session) -> dict:
     results = os.path.join(share, "results.json")
     args = " ".join(f"'{n}'" for n in nodeids)
     command = (f"BPFWATCH_IN_VM=1 {RESULTS_ENV}={results} .venv/bin/python -m pytest "
-               f"-p no:cacheprovider -q -m vm {args}")
+               f"-p no:cacheprovider -q --durations=12 -m vm {args}")
     try:
         result = vmrun.run_in_vm(command, timeout=VM_TIMEOUT, share_dir=share)
     except vmrun.VMError as exc:
@@ -86,6 +86,19 @@ def _record(report) -> None:
         results[report.nodeid] = {"outcome": outcome, "longrepr": str(report.longrepr or "")[-6000:]}
         with open(path, "w") as f:
             json.dump(results, f)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The guest's slowest tests, where the VM tier's time goes."""
+    output = _state.get("batch", {}).get("__output__", "")
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if "slowest" in line and "durations" in line), None)
+    if start is not None:
+        terminalreporter.section("stock-kernel VM: slowest tests")
+        for line in lines[start + 1:]:
+            if not line.strip() or line.startswith("="):
+                break
+            terminalreporter.write_line(line)
 
 
 def pytest_runtest_logreport(report):
