@@ -31,7 +31,7 @@ def _run_batch(session) -> dict:
     results = os.path.join(share, "results.json")
     args = " ".join(f"'{n}'" for n in nodeids)
     command = (f"BPFWATCH_IN_VM=1 {RESULTS_ENV}={results} .venv/bin/python -m pytest "
-               f"-p no:cacheprovider -q --durations=12 -m vm {args}")
+               f"-p no:cacheprovider -q -m vm {args}")  # --durations: pyproject
     try:
         result = vmrun.run_in_vm(command, timeout=VM_TIMEOUT, share_dir=share)
     except vmrun.VMError as exc:
