@@ -93,6 +93,17 @@ static __always_inline int report_by_port(struct pending_accept *p)
     return report_owner(&p->t, listeners.lookup(&p->lkey));
 }
 
+// Not attached: user space runs it on each CPU (BPF_PROG_TEST_RUN) before
+// its last read, so an accept still waiting for a wake-up is not lost.
+int on_flush_pending(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 first = 0;
+    struct pending_accept *p = pending.lookup(&first);
+    if (p && p->valid)
+        report_by_port(p);
+    return 0;
+}
+
 int on_data_ready(struct tracepoint__sock__sk_data_ready *args)
 {
     u32 first = 0;

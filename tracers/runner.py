@@ -33,10 +33,11 @@ def announce(session, what: str) -> None:
 
 
 def stream_events(session, args, what: str, header: str, to_record, format_line,
-                  summary=None) -> int:
+                  summary=None, settle=lambda: None) -> int:
     """Print each ring buffer event (text or JSON) until -d, Ctrl-C or SIGTERM;
     then report what the kernel could not deliver (stderr and a JSON summary).
-    summary() -> dict: the tracer's own fields of the JSON summary."""
+    summary() -> dict: the tracer's own fields of the JSON summary; settle():
+    before the last drain, for records the program still holds back."""
     boot_offset = time.time() - time.monotonic()  # ktime is CLOCK_MONOTONIC
     seen = 0
     resolver = containers.Resolver()
@@ -70,7 +71,7 @@ def stream_events(session, args, what: str, header: str, to_record, format_line,
     if not args.json:
         print(f"{'CONTAINER':<12} {header}" if column else header, flush=True)
     try:
-        session.poll_events(session.spec.events_map, on_event, deadline(args), flush_lines)
+        session.poll_events(session.spec.events_map, on_event, deadline(args), flush_lines, settle)
     finally:
         from tracers.runtime import loader
         loader.release_signals(raise_pending=False)  # the stop was honoured: drained
@@ -121,18 +122,20 @@ def wait_for_end(args) -> None:
 
 
 def summary_loop(session, args, what: str, views, *, title: str = "", extra=None,
-                 footer=None) -> int:
+                 footer=None, settle=lambda: None) -> int:
     """Every interval (or once, at the end): read each declared view (a
     summary.Table or summary.Histogram) through the batched map read, take
     deltas, and print a text block or one JSON envelope:
     {"time", "interval_s", <extra>, <views>, "map_update_failures", "events_dropped"}.
-    extra(rows) -> dict and footer(rows) -> lines see every view's rows."""
+    extra(rows) -> dict and footer(rows) -> lines see every view's rows;
+    settle() runs before each read (counts the program still holds back)."""
     before = [{} for _ in views]
     started = time.time()
     announce(session, what)
 
     def tick(final: bool) -> None:
         nonlocal before, started
+        settle()
         now = [view.collect(session.read_map) for view in views]
         shown = [view.rows(n, b) for view, n, b in zip(views, now, before)]
         before = now

@@ -247,3 +247,62 @@ def test_reuseport_accepts_by_port_go_to_the_last_listener(tracer, netns_pair):
     # the documented fallback where the kernel has neither sk_data_ready nor kprobes
     got, _ = reuseport_split(tracer, netns_pair, "--hook", "tracepoint_by_port")
     assert got == [[0, 0], [5, 12]]
+
+
+# A Fast Open server: accepts N connections, prints TCPFastOpenPassive's
+# growth (connections whose SYN carried accepted data), then waits for "end".
+TFO_SERVER = r"""
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+
+def passive():
+    ext = [l.split() for l in open("/proc/net/netstat") if l.startswith("TcpExt:")]
+    return int(dict(zip(ext[0], ext[1]))["TCPFastOpenPassive"])
+
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 16)
+s.bind(("0.0.0.0", port))
+s.listen(16)
+before = passive()
+print("listening", flush=True)
+for _ in range(n):
+    c, _ = s.accept()
+    assert c.recv(10) == b"x"
+    c.sendall(b"y")
+    c.close()
+print(passive() - before, flush=True)
+sys.stdin.readline()
+"""
+
+TFO_CLIENT = r"""
+import socket, sys
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(n):
+    c = socket.socket()
+    c.sendto(b"x", socket.MSG_FASTOPEN, (ip, port))  # the first one fetches the cookie
+    assert c.recv(1) == b"y"
+    c.close()
+"""
+
+
+def test_fast_open_accepts_are_all_reported_by_the_time_the_tracer_ends(tracer, netns_pair):
+    # A Fast Open child is established with no listener wake-up after it: its
+    # record must still come out, even when nothing else happens before exit.
+    p, port, n = netns_pair, random.randrange(40000, 50000), 9
+    for ns in (p.a, p.b):
+        assert p.run(ns, "sysctl -qw net.ipv4.tcp_fastopen=3").returncode == 0
+    accepts = tracer(["tcpaccept", "--json", "--lport", str(port)])
+    counts = tracer(["tcpaccept", "--json", "-c", "--lport", str(port)])
+    server = subprocess.Popen(p.exec(p.b, sys.executable, "-c", TFO_SERVER, str(port), str(n)),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "listening\n"
+        client = subprocess.run(p.exec(p.a, sys.executable, "-c", TFO_CLIENT, p.ip_b, str(port), str(n)),
+                                capture_output=True, text=True, timeout=60)
+        assert client.returncode == 0, client.stderr
+        assert int(server.stdout.readline()) == n - 1  # all but the first were Fast Open
+        assert accepts.stop() == 0 and counts.stop() == 0, accepts.stderr + counts.stderr
+    finally:
+        server.communicate("end\n", timeout=30)
+    assert len(records(accepts)) == n
+    assert sum(row["accepts"] for line in counts.json_lines() for row in line["accepts"]) == n

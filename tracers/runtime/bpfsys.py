@@ -17,6 +17,7 @@ SYSCALL_NUMBER = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361,
 BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD = 0, 5, 13, 15
 BPF_MAP_GET_NEXT_KEY = 4
 BPF_LINK_CREATE = 28
+BPF_PROG_TEST_RUN, BPF_F_TEST_RUN_ON_CPU = 10, 1
 BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0
 # enum bpf_attach_type (6.6+)
 BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
@@ -41,6 +42,12 @@ def bpf(cmd: int, attr: bytes) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return result
+
+
+def run_on_cpu(prog_fd: int, cpu: int) -> None:
+    """BPF_PROG_TEST_RUN of a raw tracepoint program (no context) on one CPU."""
+    bpf(BPF_PROG_TEST_RUN, struct.pack("=IIIIQQIIIIQQII", prog_fd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                       BPF_F_TEST_RUN_ON_CPU, cpu))
 
 
 def prog_id(fd: int) -> int:

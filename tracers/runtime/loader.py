@@ -197,9 +197,11 @@ class Session:
         return read_stats(self.bpf)
 
     def poll_events(self, map_name: str, callback: Callable, until: float | None,
-                    batch_done: Callable[[], None] = lambda: None) -> None:
+                    batch_done: Callable[[], None] = lambda: None,
+                    settle: Callable[[], None] = lambda: None) -> None:
         """Stream a ring buffer into callback(record) until `until` (monotonic),
-        then batch_done() after each batch (a flush of buffered output)."""
+        then batch_done() after each batch (a flush of buffered output);
+        settle() runs once before the last drain (records the kernel holds back)."""
         from tracers.runtime import ringbuf
         table = self.bpf[map_name]
         try:
@@ -212,15 +214,16 @@ class Session:
                 reader = ringbuf.Reader(table.map_fd, table.max_entries, decoder)
                 try:
                     ringbuf.pace(reader, lambda: reader.drain(callback), until, stop_requested, batch_done)
+                    settle()
                     reader.drain(callback)  # what is already in the buffer, even on Ctrl-C
                     batch_done()
                 finally:
                     reader.close()
             else:
                 self._poll_with_libbpf(table, lambda data: callback(decoder.decode_bytes(data)),
-                                       until, batch_done)
+                                       until, batch_done, settle)
 
-    def _poll_with_libbpf(self, table, handle, until, batch_done) -> None:
+    def _poll_with_libbpf(self, table, handle, until, batch_done, settle) -> None:
         """libbpf's consumer and a C callback per event: for CPUs where our
         plain loads could see a record before its bytes."""
         import ctypes
@@ -241,6 +244,7 @@ class Session:
             self.bpf.ring_buffer_poll(timeout)
             batch_done()
         if not failures:
+            settle()
             self.bpf.ring_buffer_consume()
             batch_done()
         if failures:

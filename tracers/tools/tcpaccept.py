@@ -1,6 +1,8 @@
 """tcpaccept: passive TCP opens (connections accepted by listeners)."""
 from __future__ import annotations
 
+import sys
+
 from tracers import decoders, runner
 from tracers.tools import _tcp
 from tracers.mapdata import NUMBER
@@ -81,9 +83,36 @@ class TcpAccept(Tracer):
 
     def run(self, session, args) -> int:
         _tcp.seed_listeners(session)  # owners of listeners older than the trace
+        settle = pending_flusher(session)
         if not args.count:
-            return runner.stream_events(session, args, "TCP accepts", HEADER, to_record, format_line)
-        return runner.summary_loop(session, args, "TCP accepts (counting)", (COUNTS,))
+            return runner.stream_events(session, args, "TCP accepts", HEADER, to_record, format_line,
+                                        settle=settle)
+        return runner.summary_loop(session, args, "TCP accepts (counting)", (COUNTS,), settle=settle)
+
+
+def pending_flusher(session):
+    """With sk_data_ready, an accept waits per CPU for its listener's wake-up
+    (none comes after a Fast Open child is established): before reading,
+    report what waits, by port, on every CPU."""
+    if session.alternative.name != "tracepoint":
+        return lambda: None
+    from bcc import BPF
+    from bcc.utils import get_online_cpus
+
+    from tracers.runtime import bpfsys
+    fd = session.bpf.load_func(b"on_flush_pending", BPF.RAW_TRACEPOINT).fd
+    cpus = get_online_cpus()  # a test run on an offline CPU is refused
+
+    def flush():
+        for cpu in cpus:
+            bpfsys.run_on_cpu(fd, cpu)
+    try:
+        flush()  # nothing waits yet: only whether the kernel runs it (5.10+)
+    except OSError as exc:
+        print(f"bpfwatch tcpaccept: cannot flush waiting accepts at exit ({exc.strerror}): "
+              "a Fast Open accept may be reported late or not at all", file=sys.stderr)
+        return lambda: None
+    return flush
 
 
 TRACER = TcpAccept
