@@ -78,13 +78,23 @@ def test_missing_btf_field_makes_alternative_ineligible(monkeypatch):
     assert "no_such_field" in result.rejected[0][1]
 
 
-def test_btf_offsets_skipped_with_matching_headers(monkeypatch):
+def test_btf_offsets_first_even_with_matching_headers(monkeypatch):
     monkeypatch.setattr(planner.btf_reader, "resolve_offsets", lambda f: {"OFF_X": 8})
     alt = Alternative("tracepoint", TP.hooks, btf_fields={"OFF_X": ("s", "f")})
-    assert planner.plan(spec(alt), FakeProbe({"tracepoint"}, "matching")).offsets == {}
+    assert planner.plan(spec(alt), FakeProbe({"tracepoint"}, "matching")).offsets == {"OFF_X": 8}
     assert planner.plan(spec(alt), FakeProbe({"tracepoint"}, "fallback")).offsets == {"OFF_X": 8}
-    forced = planner.plan(spec(alt), FakeProbe({"tracepoint"}, "matching"), offsets_from="btf")
-    assert forced.offsets == {"OFF_X": 8}
+    forced = planner.plan(spec(alt), FakeProbe({"tracepoint"}, "matching"), offsets_from="headers")
+    assert forced.offsets == {}
+
+
+def test_a_field_btf_lacks_comes_from_matching_headers(monkeypatch):
+    def resolve(fields):
+        raise planner.btf_reader.FieldNotFound("s", "f")
+    monkeypatch.setattr(planner.btf_reader, "resolve_offsets", resolve)
+    alt = Alternative("tracepoint", TP.hooks, btf_fields={"OFF_X": ("s", "f")})
+    assert planner.plan(spec(alt), FakeProbe({"tracepoint"}, "matching")).offsets == {}
+    assert not planner.plan(spec(alt), FakeProbe({"tracepoint"}, "matching"), offsets_from="btf").usable
+    assert not planner.plan(spec(alt), FakeProbe({"tracepoint"}, "fallback")).usable
 
 
 def test_made_up_field_against_real_btf():

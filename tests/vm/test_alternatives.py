@@ -109,7 +109,7 @@ def test_tcplife_kprobe_tracepoint_btf_and_headers_agree(tracer, netns_pair):
     life = ["tcplife", "--json", "--lport", str(port)]
     runs = start_all(tracer, [[*life, "--hook", "tracepoint", "--offsets", "btf"],
                               [*life, "--hook", "tracepoint", "--offsets", "headers"],
-                              [*life, "--hook", "kprobe"]])
+                              [*life, "--hook", "kprobe", "--offsets", "headers"]])
     n = run_tcp_workload(netns_pair, port)
     stop_all(runs)
     tp_btf, tp_headers, kprobe = [canonical(records(run)) for run in runs]

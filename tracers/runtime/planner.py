@@ -62,15 +62,21 @@ def hook_problem(hook: Hook, probe) -> str | None:
 
 
 def resolve_offsets(alt: Alternative, probe, offsets_from: str) -> dict[str, int]:
-    """BTF offsets for struct-reading probes, unless matching headers serve.
+    """BTF offsets for struct-reading probes, as -D defines ({}: the C takes
+    offsetof() from kernel headers).
 
-    offsets_from: "auto" (BTF unless headers match), "btf" or "headers".
+    offsets_from: "auto" (BTF; matching headers only for a field BTF lacks),
+    "btf" or "headers". BTF first: without the struct headers BCC compiles
+    about 4x faster, and the VM tier checks both give the same offsets.
     """
-    if not alt.btf_fields:
+    if not alt.btf_fields or offsets_from == "headers":
         return {}
-    if offsets_from == "headers" or (offsets_from == "auto" and probe.headers.mode == "matching"):
-        return {}
-    return btf_reader.resolve_offsets(alt.btf_fields)
+    try:
+        return btf_reader.resolve_offsets(alt.btf_fields)
+    except (btf_reader.FieldNotFound, btf_reader.BTFUnavailable):
+        if offsets_from == "auto" and probe.headers.mode == "matching":
+            return {}
+        raise
 
 
 def plan(spec: TracerSpec, probe, force: str | None = None, offsets_from: str = "auto") -> Plan:
