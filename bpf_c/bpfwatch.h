@@ -103,30 +103,22 @@ static __always_inline void bpfwatch_add(u64 *counter, u64 n)
         __sync_fetch_and_add(counter, n);
 }
 
-// After len = bpf_probe_read_user_str(dst, size, src): whether src went on
-// past the size - 1 bytes kept (a string of exactly size - 1 bytes fills dst
-// too, so the next byte decides). Text is never cut without a mark: if that
-// byte is unreadable now (unmapped since the copy), we cannot know: say cut.
-static __always_inline int bpfwatch_user_str_cut(int len, u32 size, const char *src)
+// After len = bpf_probe_read_{user,kernel}_str(dst, size, src): whether src
+// went on past the size - 1 bytes kept (a string of exactly size - 1 bytes
+// fills dst too, so the next byte decides). Text is never cut without a
+// mark: if that byte is unreadable now (unmapped since the copy), we cannot
+// know: say cut.
+static __always_inline int bpfwatch_str_cut(int len, u32 size, const char *src, int user)
 {
     char next = 0;
     if (len != size)
         return 0;
-    if (bpf_probe_read_user(&next, 1, src + size - 1))
-        return 1;
-    return next != 0;
+    long err = user ? bpf_probe_read_user(&next, 1, src + size - 1)
+                    : bpf_probe_read_kernel(&next, 1, src + size - 1);
+    return err || next != 0;
 }
-
-// The same after bpf_probe_read_kernel_str (a kernel copy of user text).
-static __always_inline int bpfwatch_kernel_str_cut(int len, u32 size, const char *src)
-{
-    char next = 0;
-    if (len != size)
-        return 0;
-    if (bpf_probe_read_kernel(&next, 1, src + size - 1))
-        return 1;
-    return next != 0;
-}
+#define bpfwatch_user_str_cut(len, size, src) bpfwatch_str_cut(len, size, src, 1)
+#define bpfwatch_kernel_str_cut(len, size, src) bpfwatch_str_cut(len, size, src, 0)
 
 // Power-of-two bucket: 0 -> 0, 1 -> 1, 2..3 -> 2, 4..7 -> 3, ...
 // (slot k > 0 holds [2^(k-1), 2^k)); tracers/output/text.py reads the same way.
