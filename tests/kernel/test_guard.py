@@ -60,16 +60,22 @@ def rules_file(directory: Path, text: str) -> str:
     return str(path)
 
 
-def exec_rule(directory: Path, name: str, program: Path, severity: str, action: str) -> str:
-    """A rules file of one exec rule for one program."""
+def one_rule(directory: Path, name: str, kind: str, severity: str, action: str, *match: str) -> str:
+    """A rules file of one rule; `match`: its TOML match lines."""
+    lines = "\n        ".join(match)
     return rules_file(directory, f"""
         [[rules]]
         name = "{name}"
-        kind = "exec"
+        kind = "{kind}"
         severity = "{severity}"
         action = "{action}"
-        path = ["{program}"]
+        {lines}
         """)
+
+
+def exec_rule(directory: Path, name: str, program: Path, severity: str, action: str) -> str:
+    """A rules file of one exec rule for one program."""
+    return one_rule(directory, name, "exec", severity, action, f'path = ["{program}"]')
 
 
 def alerts(run) -> list[dict]:
@@ -264,15 +270,8 @@ except OSError as exc:
 
 
 def blocked_peer_rules(directory: Path, cidr: str, port: int) -> str:
-    return rules_file(directory, f"""
-        [[rules]]
-        name = "blocked_peer"
-        kind = "connect"
-        severity = "high"
-        action = "kill"
-        cidr = ["{cidr}"]
-        ports = [{port}]
-        """)
+    return one_rule(directory, "blocked_peer", "connect", "high", "kill", f'cidr = ["{cidr}"]',
+                    f"ports = [{port}]")
 
 
 def listen(netns_pair, port) -> subprocess.Popen:

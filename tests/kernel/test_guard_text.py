@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from test_guard import alerts, rules_file, short_dir  # noqa: F401 (short_dir: a fixture)
+from test_guard import alerts, one_rule, short_dir  # noqa: F401 (short_dir: a fixture)
 from tracers import decoders
 
 pytestmark = pytest.mark.kernel
@@ -15,14 +15,7 @@ PATH_LEN = 256  # C: PATH_LEN and ARGS_LEN, NUL included
 
 
 def prefix_rules(directory, kind: str) -> str:
-    return rules_file(directory, f"""
-        [[rules]]
-        name = "under_dir"
-        kind = "{kind}"
-        severity = "low"
-        action = "alert"
-        path_prefix = ["{directory}/"]
-        """)
+    return one_rule(directory, "under_dir", kind, "low", "alert", f'path_prefix = ["{directory}/"]')
 
 
 def test_exec_text_is_escaped_and_cut_paths_and_argv_are_marked(tracer, short_dir):
