@@ -96,10 +96,11 @@ def cap_list(names) -> str:
     return ", ".join(f"CAP_{n.upper()}" for n in sorted(names, key=lambda n: NUMBERS.get(n, 99)))
 
 
-def require(needed, what: str = "") -> None:
+def require(needed, what: str = "", have: frozenset[str] | None = None) -> None:
     """One line naming every missing capability, or nothing. The callers
-    prefix "bpfwatch <command>: "; `what` says for what, if not everything."""
-    missing = set(needed) - held()
+    prefix "bpfwatch <command>: "; `what` says for what, if not everything;
+    `have`: held(), if the caller read it already."""
+    missing = set(needed) - (held() if have is None else have)
     if missing:
         raise BpfwatchError(f"{what + ' need' if what else 'needs'} {cap_list(missing)}, "
                             "missing from this process's effective capabilities (root has them; "
@@ -111,7 +112,7 @@ def require_for_hooks(hooks, tracer: str) -> None:
     have = held()
     kinds = sorted({h.kind for h in hooks if NEEDS.get(h.kind, BASE) - have})
     if kinds:
-        require(needed_for(kinds), f"{tracer}'s {'/'.join(kinds)} hooks")
+        require(needed_for(kinds), f"{tracer}'s {'/'.join(kinds)} hooks", have)
 
 
 def require_for_alternatives(alternatives, tracer: str) -> None:

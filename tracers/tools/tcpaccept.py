@@ -94,8 +94,8 @@ def pending_flusher(session):
     """With sk_data_ready, an accept waits per CPU for its listener's wake-up
     (none comes after a Fast Open child is established): before reading,
     report what waits, by port, on every CPU."""
-    if session.alternative.name != "tracepoint":
-        return lambda: None
+    if "on_data_ready" not in {h.fn for h in session.alternative.hooks}:
+        return lambda: None  # nothing waits: every accept is reported at once
     from bcc import BPF
     from bcc.utils import get_online_cpus
 
