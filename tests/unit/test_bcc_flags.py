@@ -62,8 +62,8 @@ def our_letters(name: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", BCC_NAMESAKES)
 def test_shared_short_letters_mean_what_they_mean_in_bcc(name):
-    if not os.path.exists(bcc_tool(name)):
-        pytest.skip(f"{bcc_tool(name)} is not installed (bpfcc-tools; the test stack installs it)")
+    # no skip: the test stack (tracers.bootstrap --test) installs bpfcc-tools
+    assert os.path.exists(bcc_tool(name)), f"{bcc_tool(name)} missing: bpfcc-tools is not installed"
     theirs, ours = bcc_letters(name), our_letters(name)
     differ = {}
     for letter in sorted(theirs.keys() & ours.keys()):
