@@ -199,6 +199,11 @@ static __always_inline int on_state(const void *sk, int oldstate, int newstate,
     COPY_TUPLE(&e, t);
     __builtin_memcpy(e.comm, c->comm, sizeof(e.comm));
     payload_bytes(&e, sk, c->flags);
+    // A child that dies in SYN_RECV having carried nothing never was a
+    // connection: when two CPUs complete one handshake at once, both clone a
+    // child and the loser is closed at once (inet_ehash_nolisten).
+    if (oldstate == BW_SYN_RECV && !e.bytes_sent && !e.bytes_received)
+        goto done;
     account(&e);
 #ifndef COUNT_ONLY
     if (events.ringbuf_output(&e, sizeof(e), 0))

@@ -104,16 +104,17 @@ def run_tcp_workload(netns_pair, port):
     return w.N4 + w.N6
 
 
-def test_tcplife_kprobe_tracepoint_btf_and_headers_agree(tracer, netns_pair):
+def test_tcplife_kprobe_on_headers_and_tracepoint_on_btf_agree(tracer, netns_pair):
+    # The kprobe never sees a child that loses a handshake race (it dies
+    # without tcp_set_state); the tracepoint does and must not report it.
     port = random.randrange(20000, 30000, 2)
     life = ["tcplife", "--json", "--lport", str(port)]
     runs = start_all(tracer, [[*life, "--hook", "tracepoint", "--offsets", "btf"],
-                              [*life, "--hook", "tracepoint", "--offsets", "headers"],
                               [*life, "--hook", "kprobe", "--offsets", "headers"]])
     n = run_tcp_workload(netns_pair, port)
     stop_all(runs)
-    tp_btf, tp_headers, kprobe = [canonical(records(run)) for run in runs]
-    assert tp_btf == tp_headers == kprobe
+    tp_btf, kprobe = [canonical(records(run)) for run in runs]
+    assert len(tp_btf) == n and tp_btf == kprobe
     # exact bytes, read at BTF offsets and at header offsets alike
     assert sorted((r["bytes_sent"], r["bytes_received"]) for r in tp_btf if r["bytes_received"]) == \
         [(500 * k, 1000 * k) for k in range(1, n + 1)], tp_btf
