@@ -90,14 +90,38 @@ def tcx_link(prog_fd: int, ifindex: int, direction: str, flags: int = BPF_F_BEFO
     return bpf(BPF_LINK_CREATE, attr)
 
 
-def load_pass_program() -> int:
-    """A two-instruction SCHED_CLS program (return TC_ACT_UNSPEC): probes
-    without a compiler."""
-    insns = ctypes.create_string_buffer(struct.pack("=BBhi", 0xb7, 0, 0, -1)   # r0 = -1
+# enum bpf_prog_type, and the attach types of programs bound at load
+PROG_TYPE = {"SOCKET_FILTER": 1, "KPROBE": 2, "SCHED_CLS": 3, "TRACEPOINT": 5, "XDP": 6,
+             "PERF_EVENT": 7, "RAW_TRACEPOINT": 17, "TRACING": 26, "LSM": 29}
+BPF_TRACE_FENTRY, BPF_LSM_MAC = 24, 27
+BPF_RAW_TRACEPOINT_OPEN = 17
+
+
+def load_program(prog_type: str, r0: int = 0, expected_attach_type: int = 0,
+                 attach_btf_id: int = 0, name: bytes = b"bpfwatch_probe") -> int:
+    """A two-instruction program ("r0 = <r0>; exit") of a type: probes of
+    what the kernel accepts, without a compiler. TRACING and LSM programs
+    name their kernel function by attach_btf_id (vmlinux BTF)."""
+    insns = ctypes.create_string_buffer(struct.pack("=BBhi", 0xb7, 0, 0, r0)  # r0 = imm
                                         + struct.pack("=BBhi", 0x95, 0, 0, 0))  # exit
     license_ = ctypes.create_string_buffer(b"GPL")
     # prog_load: prog_type, insn_cnt, insns, license, log_level/size/buf,
-    # kern_version, prog_flags, prog_name
-    attr = struct.pack("=IIQQIIQII16s", BPF_PROG_TYPE_SCHED_CLS, 2, ctypes.addressof(insns),
-                       ctypes.addressof(license_), 0, 0, 0, 0, 0, b"bpfwatch_probe")
+    # kern_version, prog_flags, prog_name, prog_ifindex, expected_attach_type,
+    # prog_btf_fd, func_info_rec_size/func_info/cnt, line_info_rec_size/line_info/cnt,
+    # attach_btf_id
+    attr = struct.pack("=IIQQIIQII16sIIIIQIIQII", PROG_TYPE[prog_type], 2, ctypes.addressof(insns),
+                       ctypes.addressof(license_), 0, 0, 0, 0, 0, name, 0, expected_attach_type,
+                       0, 0, 0, 0, 0, 0, 0, attach_btf_id)
     return bpf(BPF_PROG_LOAD, attr)
+
+
+def load_pass_program() -> int:
+    """A SCHED_CLS program returning TC_ACT_UNSPEC (-1): it lets traffic by."""
+    return load_program("SCHED_CLS", r0=-1)
+
+
+def raw_tracepoint_open(prog_fd: int, name: str | None = None) -> int:
+    """Attach a RAW_TRACEPOINT program to tracepoint name, or a TRACING/LSM
+    program to the function it was loaded for (name None). Returns the link fd."""
+    raw = ctypes.create_string_buffer(name.encode()) if name else None
+    return bpf(BPF_RAW_TRACEPOINT_OPEN, struct.pack("=QI", ctypes.addressof(raw) if raw else 0, prog_fd))

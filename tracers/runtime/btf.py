@@ -260,6 +260,12 @@ class BTF:
         """True if the kernel BTF describes a function (BTF_KIND_FUNC) name."""
         return bool(self._ids(name, (FUNC,)))
 
+    def function_id(self, name):
+        """The BTF id of function name (what a TRACING or LSM program's
+        attach_btf_id names), or None."""
+        ids = self._ids(name, (FUNC,))
+        return ids[0] if ids else None
+
 
 def resolve_offsets(fields, btf=None):
     """Map {define: (struct, path)} to {define: byte offset}, for -D cflags.

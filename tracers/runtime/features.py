@@ -1,35 +1,24 @@
 """What this kernel can do, decided by trying (never by version numbers)."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import platform
 import socket
 import struct
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
-from tracers.runtime import machine
-from tracers.runtime.capture import quiet_stderr
+from tracers.runtime import bpfsys, machine, multiattach
 from tracers.runtime.kconst import PMU_DIR, SECURITYFS, SO_ATTACH_BPF, TRACEFS
 
-PROBE_C = r"""
-#include <uapi/linux/bpf.h>
-#include <uapi/linux/pkt_cls.h>
-#include <uapi/linux/bpf_perf_event.h>
-int on_tracepoint(void *ctx) { return 0; }
-int on_raw_tracepoint(struct bpf_raw_tracepoint_args *ctx) { return 0; }
-int on_perf_event(struct bpf_perf_event_data *ctx) { return 0; }
-int on_socket(struct __sk_buff *skb) { return 0; }
-int on_xdp(struct xdp_md *ctx) { return XDP_PASS; }
-int on_tc(struct __sk_buff *skb) { return TC_ACT_OK; }
-int on_kprobe(struct pt_regs *ctx) { return 0; }
-"""
-FENTRY_C = "KFUNC_PROBE(do_sys_openat2) { return 0; }"
-# Declared first: a struct first named in a parameter list is local to it.
-LSM_C = "struct socket; struct sockaddr;\n" \
-        "LSM_PROBE(socket_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret) " \
-        "{ return ret; }"
+# Every probe loads a two-instruction program through bpf() and attaches it
+# the way the tracers do: no compiler, no headers, a few milliseconds.
+PERF_EVENT_IOC_SET_BPF = 0x40042408  # how BCC attaches kprobes, tracepoints, perf events
+ENOTSUPP = 524  # kernel-internal, no strerror: "operation not supported"
+XDP_PASS = 2
+FENTRY_TARGET, LSM_HOOK = "do_sys_openat2", "socket_connect"
 ORDER = ("btf", "headers", "kprobe", "kretprobe", "fentry", "lsm", "tracepoint",
          "raw_tracepoint", "uprobe", "perf_event", "ringbuf", "tc", "tcx", "xdp",
          "socket_filter", "lockdown", "jit", "bpf_stats_enabled")
@@ -42,8 +31,12 @@ class Feature:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:  # without "[Errno N]"
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _read(path: str) -> str | None:
@@ -51,6 +44,39 @@ def _read(path: str) -> str | None:
         return Path(path).read_text().strip()
     except OSError:
         return None
+
+
+def _step(what: str, fn, *args, **kw):
+    """fn(*args): its errno becomes one line saying which step failed."""
+    try:
+        return fn(*args, **kw)
+    except OSError as exc:
+        why = "not supported (ENOTSUPP)" if exc.errno == ENOTSUPP else (exc.strerror or str(exc))
+        raise OSError(exc.errno, f"{what}: {why}") from None
+    except multiattach.AttachFailed as exc:
+        raise OSError(errno.EINVAL, f"{what}: {exc}") from None
+
+
+class _Fds(list):
+    """The fds one probe opens, closed when it ends: a probe leaves nothing."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for fd in reversed(self):
+            os.close(fd)
+
+    def add(self, fd: int) -> int:
+        self.append(fd)
+        return fd
+
+    def program(self, prog_type: str, **kw) -> int:
+        return self.add(_step(f"loading a {prog_type} program", bpfsys.load_program, prog_type, **kw))
+
+    def set_bpf(self, what: str, perf_fd: int, prog_fd: int) -> None:
+        self.add(perf_fd)
+        _step(f"attaching to {what}", fcntl.ioctl, perf_fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
 
 
 class Probe:
@@ -71,8 +97,8 @@ class Probe:
         return self._cache[name]
 
     def usable(self, name: str) -> Feature:
-        """A cheap answer for planning (start-up must not pay for a probe
-        compile); attach failures are still reported at load time. Only
+        """A cheap answer for planning (start-up must not pay for every
+        probe); attach failures are still reported at load time. Only
         fentry must be tried: the kernel here refuses it although every
         cheap sign says yes."""
         cheap = getattr(self, "_cheap_" + name, None)
@@ -109,27 +135,6 @@ class Probe:
     def all(self) -> dict[str, Feature]:
         return {name: self.feature(name) for name in ORDER}
 
-    # -- helpers ---------------------------------------------------------
-    @cached_property
-    def _probe_bpf(self):
-        """One compiled module with a tiny program of each type."""
-        if self.headers.mode == "none":
-            raise RuntimeError(self.headers.detail)
-        from bcc import BPF
-        with quiet_stderr() as log:
-            try:
-                return BPF(text=PROBE_C)
-            except Exception as exc:
-                raise RuntimeError(log.first_error() or _first_line(exc)) from None
-
-    def _load(self, fn: str, prog_type_name: str):
-        from bcc import BPF
-        with quiet_stderr() as log:
-            try:
-                return self._probe_bpf.load_func(fn, getattr(BPF, prog_type_name))
-            except Exception as exc:
-                raise RuntimeError(log.first_error() or _first_line(exc)) from None
-
     # -- features ----------------------------------------------------------
     def _btf(self):
         path = "/sys/kernel/btf/vmlinux"
@@ -147,33 +152,32 @@ class Probe:
             return Feature(False, "no kprobe PMU and no kprobe_events (CONFIG_KPROBES not set)")
         if retprobe and pmu.exists() and not (pmu / "format" / "retprobe").exists():
             return Feature(False, "kprobe PMU has no retprobe format")
-        self._load("on_kprobe", "KPROBE")
         target = machine.syscall_symbol("getppid")
-        attach = self._probe_bpf.attach_kretprobe if retprobe else self._probe_bpf.attach_kprobe
-        with quiet_stderr() as log:
-            try:
-                attach(event=target, fn_name="on_kprobe")
-            except Exception as exc:
-                return Feature(False, log.first_error() or _first_line(exc))
-        detach = self._probe_bpf.detach_kretprobe if retprobe else self._probe_bpf.detach_kprobe
-        detach(event=target)
+        with _Fds() as fds:
+            prog = fds.program("KPROBE")
+            event = _step(f"kprobe PMU event on {target}", multiattach.kprobe_event, target, retprobe)
+            fds.set_bpf(target, event, prog)
         return Feature(True, f"attached to {target}")
 
     def _kretprobe(self):
         return self._kprobe(retprobe=True)
 
+    def _trampoline(self, prog_type: str, attach_type: int, function: str) -> None:
+        """Load a TRACING or LSM program for a kernel function and attach it."""
+        from tracers.runtime.btf import BTF
+        func_id = BTF.load().function_id(function)
+        if func_id is None:
+            raise OSError(errno.ENOENT, f"no {function} in the kernel's BTF")
+        with _Fds() as fds:
+            prog = fds.program(prog_type, expected_attach_type=attach_type, attach_btf_id=func_id)
+            fds.add(_step(f"attaching to {function}", bpfsys.raw_tracepoint_open, prog))
+
     def _fentry(self):
         from bcc import BPF
-        if not BPF.support_kfunc():
+        if not BPF.support_kfunc():  # BCC loads our fentry programs: it must agree
             return Feature(False, "BCC reports no trampoline support")
-        with quiet_stderr() as log:
-            try:
-                BPF(text=FENTRY_C).cleanup()
-            except Exception as exc:
-                why = log.first_error() or _first_line(exc)
-                return Feature(False, f"loading a TRACING program failed: {why} "
-                                      "(BCC's support_kfunc() says yes; the kernel says no)")
-        return Feature(True, "TRACING program loaded and attached to do_sys_openat2")
+        self._trampoline("TRACING", bpfsys.BPF_TRACE_FENTRY, FENTRY_TARGET)
+        return Feature(True, f"TRACING program loaded and attached to {FENTRY_TARGET}")
 
     def _lsm(self):
         """BPF LSM: the kernel must have it built in and in its active list."""
@@ -183,76 +187,65 @@ class Probe:
         fentry = self.feature("fentry")  # LSM programs attach through the same trampolines
         if not fentry.available:
             return Feature(False, f"no trampolines: {fentry.detail}")
-        from bcc import BPF
-        with quiet_stderr() as log:
-            try:
-                BPF(text=LSM_C).cleanup()
-            except Exception as exc:
-                return Feature(False, f"loading an LSM program failed: {log.first_error() or _first_line(exc)}")
-        return Feature(True, "LSM program loaded and attached to socket_connect")
+        self._trampoline("LSM", bpfsys.BPF_LSM_MAC, "bpf_lsm_" + LSM_HOOK)
+        return Feature(True, f"LSM program loaded and attached to {LSM_HOOK}")
 
     def _tracepoint(self):
-        if not machine.tracepoint_exists("syscalls:sys_enter_getppid"):
+        tp = "syscalls:sys_enter_getppid"
+        if not machine.tracepoint_exists(tp):
             return Feature(False, f"tracefs events missing under {TRACEFS}")
-        self._load("on_tracepoint", "TRACEPOINT")
-        self._probe_bpf.attach_tracepoint(tp="syscalls:sys_enter_getppid", fn_name="on_tracepoint")
-        self._probe_bpf.detach_tracepoint(tp="syscalls:sys_enter_getppid")
-        return Feature(True, "attached to syscalls:sys_enter_getppid")
+        with _Fds() as fds:
+            prog = fds.program("TRACEPOINT")
+            fds.set_bpf(tp, _step(f"perf event of {tp}", multiattach.tracepoint_event, tp), prog)
+        return Feature(True, f"attached to {tp}")
 
     def _raw_tracepoint(self):
-        self._load("on_raw_tracepoint", "RAW_TRACEPOINT")
-        self._probe_bpf.attach_raw_tracepoint(tp="sys_enter", fn_name="on_raw_tracepoint")
-        self._probe_bpf.detach_raw_tracepoint(tp="sys_enter")
+        with _Fds() as fds:
+            prog = fds.program("RAW_TRACEPOINT")
+            fds.add(_step("attaching to sys_enter", bpfsys.raw_tracepoint_open, prog, "sys_enter"))
         return Feature(True, "attached to sys_enter")
 
     def _uprobe(self):
-        from tracers.runtime import multiattach  # bpfwatch's one uprobe path
-        fn = self._load("on_kprobe", "KPROBE")
         path, offset = multiattach.user_symbol("c", "getppid", os.getpid())
-        perf_fd = multiattach.uprobe_event(path, offset, pid=os.getpid())
-        try:
-            os.close(multiattach.attach_perf_event(fn.fd, perf_fd))
-        finally:
-            os.close(perf_fd)
+        with _Fds() as fds:  # bpfwatch's one uprobe path: the PMU and a BPF link
+            prog = fds.program("KPROBE")
+            event = fds.add(_step("uprobe PMU event on libc getppid", multiattach.uprobe_event,
+                                  path, offset, pid=os.getpid()))
+            fds.add(_step("BPF_LINK_CREATE", multiattach.attach_perf_event, prog, event))
         return Feature(True, "attached to libc getppid")
 
     def _perf_event(self):
-        from bcc import PerfType, PerfSWConfig
-        self._load("on_perf_event", "PERF_EVENT")
-        self._probe_bpf.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
-                                          fn_name="on_perf_event", sample_freq=1)
-        self._probe_bpf.detach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK)
+        with _Fds() as fds:
+            prog = fds.program("PERF_EVENT")
+            event = _step("cpu-clock perf event", multiattach.cpu_clock_event, 10_000_000)
+            fds.set_bpf("cpu-clock sampling", event, prog)
         return Feature(True, "software cpu-clock sampling attached")
 
     def _ringbuf(self):
-        from tracers.runtime import bpfsys
         # union bpf_attr prefix: map_type, key_size, value_size, max_entries
         attr = struct.pack("=IIII", bpfsys.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096)
-        try:
-            fd = bpfsys.bpf(bpfsys.BPF_MAP_CREATE, attr)
-        except OSError as exc:
-            return Feature(False, f"BPF_MAP_TYPE_RINGBUF: {exc.strerror or exc}")
-        os.close(fd)
+        with _Fds() as fds:
+            fds.add(_step("BPF_MAP_TYPE_RINGBUF", bpfsys.bpf, bpfsys.BPF_MAP_CREATE, attr))
         return Feature(True, "ring buffer map created")
 
     def _tc(self):
         from tracers.runtime.clsact_probe import try_clsact
-        fn = self._load("on_tc", "SCHED_CLS")
-        return Feature(*try_clsact(fn.fd))
+        with _Fds() as fds:
+            return Feature(*try_clsact(fds.program("SCHED_CLS")))
 
     def _tcx(self):
-        # no compile: cheap enough to decide tctraffic's hook at every start
         from tracers.runtime.tcx import try_tcx
         return Feature(*try_tcx())
 
     def _xdp(self):
-        self._load("on_xdp", "XDP")
+        with _Fds() as fds:
+            fds.program("XDP", r0=XDP_PASS)
         return Feature(True, "XDP program loaded")
 
     def _socket_filter(self):
-        fn = self._load("on_socket", "SOCKET_FILTER")
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, fn.fd)
+        with _Fds() as fds, socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
+            prog = fds.program("SOCKET_FILTER")
+            _step("SO_ATTACH_BPF", sock.setsockopt, socket.SOL_SOCKET, SO_ATTACH_BPF, prog)
         return Feature(True, "attached to a packet socket with SO_ATTACH_BPF")
 
     def _lockdown(self):

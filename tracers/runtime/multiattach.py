@@ -21,7 +21,8 @@ from tracers.runtime.kconst import PMU_DIR, TRACEFS
 
 PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}  # syscall numbers (bpf()'s: bpfsys)
 BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_PERF_EVENT = 24, 25, 41
-PERF_TYPE_TRACEPOINT = 2
+PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 1, 2
+PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_UPROBE_REF_CTR_OFFSET_SHIFT = 32  # config bits 32-63 of the uprobe PMU
@@ -56,10 +57,11 @@ def _pmu(name: str) -> tuple[int, int]:
     return kind, bit
 
 
-def _perf_open(kind: int, config: int, config1: int = 0, config2: int = 0, pid: int = -1) -> int:
+def _perf_open(kind: int, config: int, config1: int = 0, config2: int = 0, pid: int = -1,
+               period: int = 1) -> int:
     attr = (ctypes.c_uint64 * 16)()  # struct perf_event_attr, zeroed
     attr[0] = kind | (ctypes.sizeof(attr) << 32)  # type, size
-    attr[1], attr[2] = config, 1  # config, sample_period
+    attr[1], attr[2] = config, period  # config, sample_period
     attr[6] = 1  # wakeup_events (low half)
     attr[7], attr[8] = config1, config2
     cpu = 0 if pid == -1 else -1
@@ -115,10 +117,7 @@ class MultiAttach:
         fcntl.ioctl(perf_fd, PERF_EVENT_IOC_ENABLE, 0)
 
     def kprobe(self, fn: str, function: str, cookie: int = 0, ret: bool = False) -> None:
-        kind, bit = _pmu("kprobe")
-        name = ctypes.create_string_buffer(function.encode())
-        perf_fd = _perf_open(kind, (1 << bit) if ret else 0, ctypes.addressof(name), 0)
-        self._attach_perf(self._prog_fd(fn, "KPROBE"), perf_fd, cookie)
+        self._attach_perf(self._prog_fd(fn, "KPROBE"), kprobe_event(function, ret), cookie)
 
     def uprobe(self, fn: str, path: str, offset: int, cookie: int = 0, ret: bool = False,
                pid: int = -1) -> None:
@@ -131,13 +130,7 @@ class MultiAttach:
         self.uprobe(fn, path, offset, ret=ret, pid=pid)
 
     def tracepoint(self, fn: str, tp: str, cookie: int = 0) -> None:
-        category, _, name = tp.partition(":")
-        try:
-            tp_id = int((TRACEFS / "events" / category / name / "id").read_text())
-        except (OSError, ValueError):
-            raise AttachFailed(f"tracepoint {tp} does not exist") from None
-        perf_fd = _perf_open(PERF_TYPE_TRACEPOINT, tp_id)
-        self._attach_perf(self._prog_fd(fn, "TRACEPOINT"), perf_fd, cookie)
+        self._attach_perf(self._prog_fd(fn, "TRACEPOINT"), tracepoint_event(tp), cookie)
 
     def fentry(self, fn: str, function: str, cookie: int = 0, ret: bool = False) -> None:
         """fn's instructions loaded as a TRACING program bound to `function`."""
@@ -164,6 +157,29 @@ def for_session(session) -> MultiAttach:
     if multi is None:
         multi = session._multiattach = MultiAttach(session)
     return multi
+
+
+def kprobe_event(function: str, ret: bool = False) -> int:
+    """A perf event of the kprobe PMU on a kernel function (fd only: nothing
+    in kprobe_events to outlive us)."""
+    kind, bit = _pmu("kprobe")
+    name = ctypes.create_string_buffer(function.encode())
+    return _perf_open(kind, (1 << bit) if ret else 0, ctypes.addressof(name), 0)
+
+
+def tracepoint_event(tp: str) -> int:
+    """A perf event of tracepoint "category:name"."""
+    category, _, name = tp.partition(":")
+    try:
+        tp_id = int((TRACEFS / "events" / category / name / "id").read_text())
+    except (OSError, ValueError):
+        raise AttachFailed(f"tracepoint {tp} does not exist") from None
+    return _perf_open(PERF_TYPE_TRACEPOINT, tp_id)
+
+
+def cpu_clock_event(period_ns: int) -> int:
+    """A software cpu-clock sampling event on CPU 0, every period_ns."""
+    return _perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, period=period_ns)
 
 
 def uprobe_event(path: str, offset: int, ret: bool = False, pid: int = -1) -> int:
