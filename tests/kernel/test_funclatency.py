@@ -1,5 +1,4 @@
 """funclatency on the host kernel: the uprobe+uretprobe variant."""
-import signal
 import subprocess
 import sys
 
@@ -61,6 +60,18 @@ def test_nesting_deeper_than_the_stack_is_counted_not_mistimed(tracer, tmp_path)
     assert run.stop() == 0, run.stderr
     (last,) = run.json_lines()
     assert (MAX_DEPTH, last["total"], last["depth_overflows"]) == (32, 32, 8)
+
+
+def test_calls_left_by_longjmp_are_dropped_not_timing_later_calls(tracer, tmp_path):
+    # 7 chains 5 deep left by longjmp: 35 calls that never return, more than
+    # the 32 levels kept. Then 4 chains 5 deep that return: 20 timed calls.
+    lib, prog = funclib.build(tmp_path)
+    work = funclib.start(prog, escapes=7, escape_depth=5, returns=4)
+    run = tracer(["funclatency", "--json", "-p", str(work.pid), f"{lib}:bpfw_escape"])
+    funclib.go(work)
+    assert run.stop() == 0, run.stderr
+    (last,) = run.json_lines()
+    assert (last["total"], last["abandoned"], last["depth_overflows"]) == (20, 35, 0)
 
 
 def test_an_unknown_function_is_one_line_with_one_prefix():

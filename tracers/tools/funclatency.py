@@ -107,19 +107,24 @@ class Funclatency(Tracer):
 
     def run(self, session, args) -> int:
         hist = Histogram("dist", unit_of(args), empty="(no calls seen)", flat=True)
-        overflows = {"before": 0, "interval": 0}
+        # calls not timed, this interval's: nested deeper than MAX_DEPTH, and
+        # (uprobes) ended without returning, by longjmp or an exception
+        untimed = {"overflows": [0, 0], "abandoned": [0, 0]}  # map: [total so far, interval]
 
         def extra(rows) -> dict:
-            # calls nested deeper than MAX_DEPTH, not timed: this interval's
-            now = sum(number(per_cpu) for _key, per_cpu in session.read_map("overflows"))
-            overflows["interval"], overflows["before"] = now - overflows["before"], now
-            return {"function": args.function, "depth_overflows": overflows["interval"]}
+            for name, seen in untimed.items():
+                now = sum(number(per_cpu) for _key, per_cpu in session.read_map(name))
+                seen[:] = [now, now - seen[0]]
+            return {"function": args.function, "depth_overflows": untimed["overflows"][1],
+                    "abandoned": untimed["abandoned"][1]}
 
         def footer(rows) -> list[str]:  # text output (extra() serves JSON)
             extra(rows)
             calls = f"calls: {sum(sum(h.values()) for h in rows[0].values())}"
-            if overflows["interval"]:
-                calls += f" (and {overflows['interval']} nested over {MAX_DEPTH} deep, not timed)"
+            if untimed["overflows"][1]:
+                calls += f" (and {untimed['overflows'][1]} nested over {MAX_DEPTH} deep, not timed)"
+            if untimed["abandoned"][1]:
+                calls += f" (and {untimed['abandoned'][1]} left by longjmp or an exception, not timed)"
             return [calls]
         return runner.summary_loop(session, args, f"{args.function} latency", (hist,),
                                    title=args.function, extra=extra, footer=footer)
