@@ -84,6 +84,20 @@ def test_bad_program_is_one_line_with_and_without_check(tmp_path, case, make, me
                      rf"^bpfwatch exporter: program {re.escape(path)}: {message}")
 
 
+def test_a_program_llvm_refuses_is_one_line_though_llvm_exits(tmp_path):
+    # LLVM's BPF backend ends the process with exit(1) for a stack over 512
+    # bytes, saying so only on the fd 2 we capture: the one line must still come.
+    path = program_in(str(tmp_path), ERRORS)
+    c_file = tmp_path / "syscall_errors.bpf.c"
+    c_file.write_text(c_file.read_text().replace(
+        "    struct err_key key = {.nr = nr, .err = -ret};",
+        "    volatile char big[600];\n    big[nr % 600] = 1;\n"
+        "    struct err_key key = {.nr = nr, .err = -ret + big[ret % 600]};"))
+    one_line_refusal(exporter_cli("--tracers", "none", "--program", path, "--check", timeout=60),
+                     r"^bpfwatch: syscall_errors: BPF program failed to compile: .*"
+                     r"BPF stack limit of 512 bytes is exceeded")
+
+
 def test_the_issues_exact_command_with_the_default_tracers(tmp_path):
     path = program_in(str(tmp_path), ERRORS.replace('field = "err"', 'field = "errr"'))
     one_line_refusal(exporter_cli("--program", path, "--check", timeout=300),

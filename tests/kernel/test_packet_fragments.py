@@ -2,7 +2,6 @@
 packet tracers: tctraffic --block-port (tc) and sockfilter --port (socket
 filter) share bpf_c/packet.h. Over a veth pair, MTU 1500: a 3000-byte UDP
 datagram leaves a as three fragments (1448 + 1448 + 112 bytes of it)."""
-import json
 import random
 import subprocess
 import sys

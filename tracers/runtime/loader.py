@@ -11,7 +11,7 @@ from typing import Callable
 
 from tracers.runtime import multiattach, planner
 from tracers.runtime.capture import quiet_stderr
-from tracers.runtime.errors import BpfwatchError, LoadError, Stop
+from tracers.runtime.errors import LoadError, Stop
 from tracers.runtime.stats import STAT_DEFINES
 from tracers.spec import Hook, TracerSpec
 
@@ -122,7 +122,8 @@ class Session:
     def _compile(self) -> None:
         from bcc import BPF
         started = time.monotonic()
-        with quiet_stderr() as log:
+        llvm_exit = f"bpfwatch: {self.spec.name}: BPF program failed to compile: "
+        with quiet_stderr(if_exit=llvm_exit) as log:
             try:
                 self.bpf = BPF(text=self.source().encode(), cflags=[f"-I{c_include_dir()}"])
             except Exception as exc:
