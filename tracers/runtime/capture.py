@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -64,17 +65,21 @@ def quiet_stderr(if_exit: str | None = None):
 
 def _watchdog(log_fd: int, stderr_fd: int, prefix: str) -> tuple[int, int]:
     """A forked child that waits on a pipe: told "done", it leaves quietly;
-    if the pipe closes first (we died inside), it reports the log."""
+    if the pipe closes first (we died inside) and the log has an error (not
+    a SIGKILL, then), it reports the log."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # os calls only, then _exit: a fork of a threaded process
         try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C is for the parent
+                signal.signal(sig, signal.SIG_IGN)
             os.close(w)
             if not os.read(r, 1):
                 os.lseek(log_fd, 0, os.SEEK_SET)
                 text = b"".join(iter(lambda: os.read(log_fd, 65536), b""))
-                why = first_error_of(text.decode("utf-8", "backslashreplace")) or "no message"
-                os.write(stderr_fd, f"{prefix}{why}\n".encode("utf-8", "backslashreplace"))
+                log = text.decode("utf-8", "backslashreplace")
+                if "error" in log.lower():
+                    os.write(stderr_fd, f"{prefix}{first_error_of(log)}\n".encode("utf-8", "backslashreplace"))
         finally:
             os._exit(0)
     os.close(r)
@@ -82,6 +87,9 @@ def _watchdog(log_fd: int, stderr_fd: int, prefix: str) -> tuple[int, int]:
 
 
 def _dismiss(pid: int, w: int) -> None:
-    os.write(w, b"1")
+    try:
+        os.write(w, b"1")
+    except OSError:  # it is gone already
+        pass
     os.close(w)
     os.waitpid(pid, 0)
