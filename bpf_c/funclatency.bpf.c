@@ -37,7 +37,6 @@ BPF_PERCPU_ARRAY(abandoned, u64, 1);  // calls that never returned (uprobes)
 BPF_PERCPU_ARRAY(dist, u64, 65);      // log2 slot -> calls
 BPF_PERCPU_ARRAY(dist_sum, u64, 1);   // total latency, UNIT_NS units
 
-
 #ifdef HOOK_UPROBE
 // Drop the levels on top whose frames lie below `limit` on the stack: they
 // are gone. Overflowed levels (no stack pointer kept) lie deeper than the

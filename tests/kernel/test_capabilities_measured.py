@@ -25,31 +25,27 @@ import pytest
 
 from tracers.runtime import bpfsys
 from tracers.runtime.kconst import PMU_DIR, SO_ATTACH_BPF, TRACEFS
-from tracers.runtime.multiattach import PERF_EVENT_OPEN, PERF_FLAG_FD_CLOEXEC, PERF_TYPE_TRACEPOINT
+from tracers.runtime.bpfsys import BPF_PERF_EVENT
+from tracers.runtime.multiattach import (PERF_EVENT_IOC_SET_BPF, PERF_EVENT_OPEN, PERF_FLAG_FD_CLOEXEC,
+                                         PERF_TYPE_TRACEPOINT)
 from tracers.runtime.privileges import NEEDS, parse_mask
 
 pytestmark = pytest.mark.kernel
 
 NAME = "on_capmeasure"  # on_*: what conftest.bpf_objects counts as ours
 # enum bpf_prog_type, bpf_cmd, bpf_attach_type (include/uapi/linux/bpf.h)
-SOCKET_FILTER, KPROBE, SCHED_CLS, TRACEPOINT, XDP, PERF_EVENT, RAW_TRACEPOINT = 1, 2, 3, 5, 6, 7, 17
-BPF_RAW_TRACEPOINT_OPEN, BPF_XDP, BPF_PERF_EVENT = 17, 37, 41
+BPF_XDP = 37  # enum bpf_attach_type
 XDP_PASS = 2
 # include/uapi/linux/perf_event.h
 PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, PERF_SAMPLE_RAW = 1, 0, 1 << 10
-PERF_EVENT_IOC_SET_BPF = 0x40042408
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 # -- the child: raw steps, no bpfwatch pre-check ---------------------------------
-def load(prog_type: int, r0: int = 0) -> int:
-    """BPF_PROG_LOAD of "r0 = <r0>; exit"."""
-    insns = ctypes.create_string_buffer(struct.pack("=BBhiBBhi", 0xb7, 0, 0, r0, 0x95, 0, 0, 0))
-    license_ = ctypes.create_string_buffer(b"GPL")
-    attr = struct.pack("=IIQQIIQII16s", prog_type, 2, ctypes.addressof(insns),
-                       ctypes.addressof(license_), 0, 0, 0, 0, 0, NAME.encode())
-    return bpfsys.bpf(bpfsys.BPF_PROG_LOAD, attr)
+def load(prog_type: str, r0: int = 0) -> int:
+    """BPF_PROG_LOAD of "r0 = <r0>; exit" (the bare syscall)."""
+    return bpfsys.load_program(prog_type, r0, name=NAME.encode())
 
 
 def perf_open(kind: int, config: int, period: int = 1, sample_type: int = 0,
@@ -80,7 +76,7 @@ def read(path) -> str:
 
 def tracepoint(step):
     tp_id = int(step("read tracefs id", read, TRACEFS / "events/syscalls/sys_enter_getppid/id"))
-    prog = step("BPF_PROG_LOAD", load, TRACEPOINT)
+    prog = step("BPF_PROG_LOAD", load, "TRACEPOINT")
     event = step("perf_event_open", perf_open, PERF_TYPE_TRACEPOINT, tp_id, 1, PERF_SAMPLE_RAW)
     step("PERF_EVENT_IOC_SET_BPF", fcntl.ioctl, event, PERF_EVENT_IOC_SET_BPF, prog)
 
@@ -89,14 +85,12 @@ def raw_tracepoint(step):
     # the planner's lookup: machine.raw_tracepoint_exists globs events/*/<name>/id
     step("list tracefs events", os.listdir, TRACEFS / "events")
     step("read tracefs id", read, TRACEFS / "events/raw_syscalls/sys_enter/id")
-    prog = step("BPF_PROG_LOAD", load, RAW_TRACEPOINT)
-    name = ctypes.create_string_buffer(b"sys_enter")
-    step("BPF_RAW_TRACEPOINT_OPEN", bpfsys.bpf, BPF_RAW_TRACEPOINT_OPEN,
-         struct.pack("=QI", ctypes.addressof(name), prog))
+    prog = step("BPF_PROG_LOAD", load, "RAW_TRACEPOINT")
+    step("BPF_RAW_TRACEPOINT_OPEN", bpfsys.raw_tracepoint_open, prog, "sys_enter")
 
 
 def perf_event(step):
-    prog = step("BPF_PROG_LOAD", load, PERF_EVENT)
+    prog = step("BPF_PROG_LOAD", load, "PERF_EVENT")
     # profile's sampling event: cpu-clock, every 10 ms of CPU 0
     event = step("perf_event_open", perf_open, PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, 10_000_000)
     step("PERF_EVENT_IOC_SET_BPF", fcntl.ioctl, event, PERF_EVENT_IOC_SET_BPF, prog)
@@ -106,7 +100,7 @@ def uprobe(step, path, offset, ret=False):
     # multiattach.uprobe_event: the uprobe PMU, ref_ctr_offset 0, then a BPF link
     kind = int(step("read uprobe PMU", read, PMU_DIR / "uprobe/type"))
     bit = int(step("read uprobe PMU", read, PMU_DIR / "uprobe/format/retprobe").split(":")[1])
-    prog = step("BPF_PROG_LOAD", load, KPROBE)
+    prog = step("BPF_PROG_LOAD", load, "KPROBE")
     raw = ctypes.create_string_buffer(path.encode())
     event = step("perf_event_open", perf_open, kind, (1 << bit) if ret else 0, 1, 0,
                  ctypes.addressof(raw), int(offset))
@@ -119,17 +113,17 @@ def uretprobe(step, path, offset):
 
 def tc(step):
     # inside a fresh network namespace (the parent's): its lo only
-    prog = step("BPF_PROG_LOAD", load, SCHED_CLS)
+    prog = step("BPF_PROG_LOAD", load, "SCHED_CLS")
     step("BPF_LINK_CREATE tcx", bpfsys.tcx_link, prog, socket.if_nametoindex("lo"), "ingress")
 
 
 def xdp(step):
-    prog = step("BPF_PROG_LOAD", load, XDP, XDP_PASS)
+    prog = step("BPF_PROG_LOAD", load, "XDP", XDP_PASS)
     step("BPF_LINK_CREATE xdp", link, prog, socket.if_nametoindex("lo"), BPF_XDP)
 
 
 def socket_filter(step):
-    prog = step("BPF_PROG_LOAD", load, SOCKET_FILTER)
+    prog = step("BPF_PROG_LOAD", load, "SOCKET_FILTER")
     # protocol 0: packet_create's CAP_NET_RAW check, yet no packet is queued
     sock = step("socket(AF_PACKET)", socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
     step("SO_ATTACH_BPF", sock.setsockopt, socket.SOL_SOCKET, SO_ATTACH_BPF, prog)

@@ -18,13 +18,17 @@ BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD = 0
 BPF_MAP_GET_NEXT_KEY = 4
 BPF_LINK_CREATE = 28
 BPF_PROG_TEST_RUN, BPF_F_TEST_RUN_ON_CPU = 10, 1
+BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0
-# enum bpf_attach_type (6.6+)
+# enum bpf_prog_type
+PROG_TYPE = {"SOCKET_FILTER": 1, "KPROBE": 2, "SCHED_CLS": 3, "TRACEPOINT": 5, "XDP": 6,
+             "PERF_EVENT": 7, "RAW_TRACEPOINT": 17, "TRACING": 26, "LSM": 29}
+# enum bpf_attach_type (tcx: 6.6+)
+BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_LSM_MAC, BPF_PERF_EVENT = 24, 25, 27, 41
 BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
 TCX_ATTACH_TYPE = {"ingress": BPF_TCX_INGRESS, "egress": BPF_TCX_EGRESS}
 # link_create.flags for tcx (bpf_mprog): position relative to the others
 BPF_F_BEFORE, BPF_F_AFTER = 1 << 3, 1 << 4
-BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_MAP_TYPE_RINGBUF = 27
 ATTR_SIZE = 128  # bytes of union bpf_attr we pass; the kernel wants the rest zero
 
@@ -88,13 +92,6 @@ def tcx_link(prog_fd: int, ifindex: int, direction: str, flags: int = BPF_F_BEFO
     # link_create: prog_fd, target_ifindex, attach_type, flags, tcx.relative_fd
     attr = struct.pack("=IIIII", prog_fd, ifindex, TCX_ATTACH_TYPE[direction], flags, 0)
     return bpf(BPF_LINK_CREATE, attr)
-
-
-# enum bpf_prog_type, and the attach types of programs bound at load
-PROG_TYPE = {"SOCKET_FILTER": 1, "KPROBE": 2, "SCHED_CLS": 3, "TRACEPOINT": 5, "XDP": 6,
-             "PERF_EVENT": 7, "RAW_TRACEPOINT": 17, "TRACING": 26, "LSM": 29}
-BPF_TRACE_FENTRY, BPF_LSM_MAC = 24, 27
-BPF_RAW_TRACEPOINT_OPEN = 17
 
 
 def load_program(prog_type: str, r0: int = 0, expected_attach_type: int = 0,

@@ -15,7 +15,6 @@ from tracers.runtime.kconst import PMU_DIR, SECURITYFS, SO_ATTACH_BPF, TRACEFS
 
 # Every probe loads a two-instruction program through bpf() and attaches it
 # the way the tracers do: no compiler, no headers, a few milliseconds.
-PERF_EVENT_IOC_SET_BPF = 0x40042408  # how BCC attaches kprobes, tracepoints, perf events
 ENOTSUPP = 524  # kernel-internal, no strerror: "operation not supported"
 XDP_PASS = 2
 FENTRY_TARGET, LSM_HOOK = "do_sys_openat2", "socket_connect"
@@ -76,7 +75,7 @@ class _Fds(list):
 
     def set_bpf(self, what: str, perf_fd: int, prog_fd: int) -> None:
         self.add(perf_fd)
-        _step(f"attaching to {what}", fcntl.ioctl, perf_fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
+        _step(f"attaching to {what}", fcntl.ioctl, perf_fd, multiattach.PERF_EVENT_IOC_SET_BPF, prog_fd)
 
 
 class Probe:

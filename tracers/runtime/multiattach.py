@@ -16,15 +16,16 @@ import os
 import platform
 
 from tracers.runtime import bpfsys
+from tracers.runtime.bpfsys import BPF_PERF_EVENT, BPF_TRACE_FENTRY, BPF_TRACE_FEXIT
 from tracers.runtime.capture import quiet_stderr
 from tracers.runtime.kconst import PMU_DIR, TRACEFS
 
 PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}  # syscall numbers (bpf()'s: bpfsys)
-BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_PERF_EVENT = 24, 25, 41
 PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 1, 2
 PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_SET_BPF = 0x40042408  # BCC's way for kprobes, tracepoints, perf events
 PERF_UPROBE_REF_CTR_OFFSET_SHIFT = 32  # config bits 32-63 of the uprobe PMU
 NO_REF_CTR = 0  # no USDT semaphore
 
